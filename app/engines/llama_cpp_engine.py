@@ -1,0 +1,250 @@
+"""The local engine: a GGUF model run in-process by llama-cpp-python.
+
+Three things matter for speed and are deliberate here:
+- `n_threads` is the number of physical cores (llama-cpp-python's default is half of them);
+- every layer goes to the GPU when the build has one (Metal/CUDA/Vulkan), and `info.backend` says so;
+- the KV cache is reused across turns: each turn's prompt starts with the previous turn's
+  prompt and reply, so llama.cpp only evaluates the new tail (`GenerationStats.prompt_evaluated`).
+
+`llama_cpp` is imported lazily so that the window can be on screen before it loads.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+from app.catalog.gguf_check import inspect_gguf, is_known_architecture
+from app.core.conversation import ChatMessage
+from app.engines.chat_template import ChatTemplate, choose_template
+from app.engines.llm import EngineInfo, GenerationStats
+from app.errors import ModelError, PromptError
+from app.settings import GenerationSettings
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+log = logging.getLogger("hearth.engine")
+
+
+def gpu_backend() -> str:
+    """Which backend this llama.cpp build runs on: "CPU", "Metal", "CUDA" or "Vulkan"."""
+    import llama_cpp
+
+    if not llama_cpp.llama_supports_gpu_offload():
+        return "CPU"
+    if sys.platform == "darwin":
+        return "Metal"
+    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    names = " ".join(p.name.lower() for p in lib_dir.glob("*")) if lib_dir.is_dir() else ""
+    for marker, name in (("cuda", "CUDA"), ("vulkan", "Vulkan"), ("hip", "ROCm"), ("sycl", "SYCL")):
+        if marker in names:
+            return name
+    return "GPU"
+
+
+class LlamaCppEngine:
+    """One GGUF model in memory, answering one stream at a time."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        model_id: str,
+        n_ctx: int = 4096,
+        n_threads: int = 1,
+        n_gpu_layers: int = -1,
+        chat_format: str = "auto",
+    ) -> None:
+        gguf = inspect_gguf(model_path)  # clear errors for missing / not-GGUF / truncated files
+        self._llm = _load_llama(model_path, gguf.architecture, n_ctx, n_threads, n_gpu_layers)
+        backend = gpu_backend()
+        offloaded = 0 if backend == "CPU" else (self._llm.n_layers() if n_gpu_layers < 0 else n_gpu_layers)
+        self._template = self._pick_template(chat_format)
+        self._stop_strings = self._template.stop_strings
+        self._info = EngineInfo(
+            model_id=model_id,
+            model_name=gguf.name or model_path.stem,
+            backend=backend,
+            n_ctx=self._llm.n_ctx(),
+            gpu_layers=offloaded,
+            chat_format=self._template.name,
+        )
+        self._stats = GenerationStats()
+        self._lock = threading.Lock()  # one stream at a time: the KV cache is a single shared state
+        log.info("loaded %s (%s, %s, ctx %d, template %s)", model_id, gguf.architecture, backend, self._info.n_ctx, self._template.name)
+
+    def _pick_template(self, chat_format: str) -> ChatTemplate:
+        meta = self._llm.metadata
+        bos = self._token_text(self._llm.token_bos())
+        eos = self._token_text(self._llm.token_eos())
+        return choose_template(meta.get("tokenizer.chat_template"), chat_format, bos, eos)
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self._llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    # -- the Protocol -------------------------------------------------------------------
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    @property
+    def last_stats(self) -> GenerationStats:
+        return self._stats
+
+    @property
+    def template(self) -> ChatTemplate:
+        return self._template
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return len(self.tokenize_prompt(messages))
+
+    def tokenize_prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
+        text = self._template.render(messages)
+        bos = self._template.bos_token
+        # Templates that write the BOS text themselves must not get a second BOS token.
+        add_bos = self._adds_bos() and not (bos and text.startswith(bos))
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def _adds_bos(self) -> bool:
+        flag = self._llm.metadata.get("tokenizer.ggml.add_bos_token")
+        return flag != "false" if flag is not None else self._llm.token_bos() >= 0
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        settings: GenerationSettings,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str]:
+        with self._lock:
+            yield from self._stream_locked(messages, settings, cancel or threading.Event())
+
+    def close(self) -> None:
+        self._llm.close()
+
+    # -- generation ---------------------------------------------------------------------
+
+    def _stream_locked(self, messages: Sequence[ChatMessage], settings: GenerationSettings, cancel: threading.Event) -> Iterator[str]:
+        started = time.perf_counter()
+        prompt = self.tokenize_prompt(messages)
+        n_ctx = self._info.n_ctx
+        if len(prompt) >= n_ctx:
+            raise PromptError(
+                f"The prompt is {len(prompt)} tokens but the context holds {n_ctx}.",
+                "Shorten the message or raise the context size in Settings › Model.",
+            )
+        max_tokens = min(settings.max_tokens, n_ctx - len(prompt))
+        stats = self._stats = GenerationStats(prompt_tokens=len(prompt), prompt_evaluated=self._tokens_to_evaluate(prompt))
+        self._llm.set_seed(settings.seed if settings.seed >= 0 else random.randrange(2**31))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pending = ""  # text held back while it could still be the start of a stop string
+        first_at = 0.0
+        stats.finish_reason = "length"
+        tokens = self._llm.generate(prompt, temp=settings.temperature, top_p=settings.top_p, top_k=40, min_p=0.05, repeat_penalty=1.0)
+        try:
+            for token in tokens:
+                if cancel.is_set():
+                    stats.finish_reason = "cancelled"
+                    break
+                if self._is_end_of_generation(token):
+                    stats.finish_reason = "stop"
+                    break
+                stats.completion_tokens += 1
+                if not first_at:
+                    first_at = time.perf_counter()
+                    stats.ttft_s = first_at - started
+                pending += decoder.decode(self._llm.detokenize([token]))
+                text, pending, stopped = _split_at_stop(pending, self._stop_strings)
+                if text:
+                    yield text
+                if stopped:
+                    stats.finish_reason = "stop"
+                    break
+                if stats.completion_tokens >= max_tokens:
+                    break
+        finally:
+            tokens.close()
+            stats.decode_s = time.perf_counter() - first_at if first_at else 0.0
+        tail = pending + decoder.decode(b"", final=True)
+        if tail and stats.finish_reason != "stop":
+            yield tail
+
+    def _tokens_to_evaluate(self, prompt: list[int]) -> int:
+        """How many prompt tokens llama.cpp will evaluate: all but the prefix still in the KV cache.
+
+        Mirrors `Llama.generate`'s own prefix match, which replays one token when the whole
+        prompt is cached (it needs fresh logits to sample from).
+        """
+        cached = self._llm.input_ids[: self._llm.n_tokens]
+        common = 0
+        for a, b in zip(cached, prompt):
+            if a != b:
+                break
+            common += 1
+        if common == len(prompt):
+            common -= 1
+        return len(prompt) - max(common, 0)
+
+    def _is_end_of_generation(self, token: int) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token))
+
+
+def _split_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str, bool]:
+    """Split decoded text into (safe to show, held back, hit a stop string)."""
+    for stop in stops:
+        at = text.find(stop)
+        if at >= 0:
+            return text[:at], "", True
+    hold = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), 0, -1):
+            if text.endswith(stop[:n]):
+                hold = max(hold, n)
+                break
+    return (text[:-hold], text[-hold:], False) if hold else (text, "", False)
+
+
+def _load_llama(path: Path, architecture: str, n_ctx: int, n_threads: int, n_gpu_layers: int) -> "Llama":
+    from llama_cpp import Llama
+
+    kwargs: dict[str, Any] = dict(
+        model_path=str(path),
+        n_ctx=n_ctx,
+        n_threads=n_threads,
+        n_threads_batch=n_threads,
+        n_gpu_layers=n_gpu_layers,
+        verbose=False,
+    )
+    try:
+        return Llama(**kwargs)
+    except (ValueError, RuntimeError, MemoryError) as exc:
+        raise _explain_load_failure(path, architecture, n_ctx, exc) from exc
+
+
+def _explain_load_failure(path: Path, architecture: str, n_ctx: int, exc: BaseException) -> ModelError:
+    text = str(exc)
+    if not is_known_architecture(architecture):
+        return ModelError(
+            f"{path.name} uses the '{architecture}' architecture, which this version of llama.cpp cannot run.",
+            "Choose another model in Settings › Model, or update Hearth.",
+        )
+    if isinstance(exc, MemoryError) or "context" in text.lower():
+        return ModelError(
+            f"Not enough memory to load {path.name} with a {n_ctx}-token context.",
+            "Lower the context size (or GPU layers) in Settings › Model, or close other programs.",
+        )
+    return ModelError(
+        f"llama.cpp could not load {path.name} ({text}).",
+        "The file may be damaged: verify it with `hearth models verify`, or choose another model.",
+    )

@@ -1,0 +1,63 @@
+"""The chat engine Protocol: what the turn loop needs from any model, local or remote.
+
+An engine is loaded once, then answers one stream at a time. `stream()` yields text pieces
+as they are decoded and checks `cancel` between tokens; when the iterator is exhausted,
+`last_stats` describes the generation (how many prompt tokens were actually evaluated is
+how KV-cache reuse shows).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Iterator, Protocol, Sequence
+
+from app.core.conversation import ChatMessage
+from app.settings import GenerationSettings
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    model_id: str
+    model_name: str
+    backend: str  # "CPU", "CUDA", "Metal", "Vulkan", "remote"
+    n_ctx: int
+    gpu_layers: int = 0
+    chat_format: str = ""  # "gguf" when the GGUF's own template is used, else the fallback's name
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0  # tokens in the whole prompt
+    prompt_evaluated: int = 0  # tokens the engine had to evaluate (the rest came from the KV cache)
+    completion_tokens: int = 0
+    ttft_s: float = 0.0  # from the call to the first yielded text
+    decode_s: float = 0.0  # from the first token to the last
+    finish_reason: str = ""  # "stop", "length", "cancelled"
+
+    @property
+    def tokens_per_s(self) -> float:
+        if self.completion_tokens <= 1 or self.decode_s <= 0:
+            return 0.0
+        return (self.completion_tokens - 1) / self.decode_s
+
+
+class ChatEngine(Protocol):
+    @property
+    def info(self) -> EngineInfo: ...
+
+    @property
+    def last_stats(self) -> GenerationStats: ...
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """Tokens of the prompt these messages make, generation prompt included."""
+        ...
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        settings: GenerationSettings,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str]: ...
+
+    def close(self) -> None: ...

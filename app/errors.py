@@ -1,0 +1,51 @@
+"""Errors a user can act on.
+
+Every failure that reaches a person carries two parts: what failed, and what to do about it.
+The CLI prints both; the window shows both in a message bar. Nothing here imports Qt.
+"""
+
+from __future__ import annotations
+
+
+class HearthError(Exception):
+    """A failure with a message for people and a hint on what to do next."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} — {self.hint}" if self.hint else self.message
+
+
+class ModelError(HearthError):
+    """A model file is missing, damaged, unsupported, or could not be loaded."""
+
+
+class CatalogError(HearthError):
+    """The catalog is malformed or names a model Hearth does not know."""
+
+
+class FetchError(HearthError):
+    """A model download or copy failed; nothing half-written is left in place."""
+
+
+class StoreError(HearthError):
+    """The conversation database could not be read or written."""
+
+
+class StoreBusyError(StoreError):
+    """Another process holds the database lock for longer than we wait."""
+
+
+class DataDirError(HearthError):
+    """Hearth's data folder cannot be created or written."""
+
+
+class PromptError(HearthError):
+    """A prompt cannot be sent: it is empty, or it does not fit in the context."""
+
+
+class Cancelled(Exception):
+    """Raised inside workers when the user stopped the work."""

@@ -1,0 +1,124 @@
+"""One typed settings schema: defaults, descriptions and validation in one place.
+
+Settings are a frozen dataclass; changing one makes a new value (`settings.replace(...)`),
+validated on the way in. They persist as JSON in the data folder, written atomically, and
+unknown or invalid keys in the file are dropped with a log line rather than crashing start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger("hearth.settings")
+
+DEFAULT_INSTRUCTIONS = "You are Hearth, a helpful assistant running on the user's own computer. Answer clearly and concisely."
+THEMES = ("system", "light", "dark")
+
+
+def physical_cores() -> int:
+    """Physical cores, not hardware threads: llama.cpp decodes fastest on one thread per core."""
+    try:
+        import psutil
+
+        cores = psutil.cpu_count(logical=False)
+        if cores:
+            return int(cores)
+    except Exception:  # psutil missing or unsupported platform: assume no hyper-threading
+        pass
+    return os.cpu_count() or 1
+
+
+def _meta(description: str, check: Callable[[Any], bool] | None = None) -> dict[str, Any]:
+    return {"description": description, "check": check}
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    temperature: float = field(default=0.7, metadata=_meta("Randomness of replies (0 = always the same).", lambda v: 0.0 <= v <= 2.0))
+    top_p: float = field(default=0.95, metadata=_meta("Nucleus sampling: keep the smallest set of tokens with this much probability.", lambda v: 0.0 < v <= 1.0))
+    max_tokens: int = field(default=512, metadata=_meta("Longest reply, in tokens.", lambda v: 1 <= v <= 32768))
+    seed: int = field(default=-1, metadata=_meta("Random seed; -1 picks a new one each time.", lambda v: -1 <= v < 2**32))
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_id: str = field(default="smollm2-135m-instruct", metadata=_meta("Model used for new replies (an id from the catalog)."))
+    n_ctx: int = field(default=4096, metadata=_meta("Context window in tokens.", lambda v: 256 <= v <= 262144))
+    n_threads: int = field(default_factory=physical_cores, metadata=_meta("CPU threads for the model.", lambda v: 1 <= v <= 512))
+    n_gpu_layers: int = field(default=-1, metadata=_meta("Layers on the GPU when a GPU build is present (-1 = all, 0 = none).", lambda v: v >= -1))
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    default_instructions: str = field(default=DEFAULT_INSTRUCTIONS, metadata=_meta("Custom instructions for conversations that have none of their own."))
+    theme: str = field(default="system", metadata=_meta("Colour scheme: system, light or dark.", lambda v: v in THEMES))
+
+    def __post_init__(self) -> None:
+        validate(self)
+        validate(self.generation)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Settings":
+        """Build settings from stored JSON, keeping every valid value and dropping the rest."""
+        result = cls()
+        gen = result.generation
+        for f in dataclasses.fields(GenerationSettings):
+            if f.name in data.get("generation", {}) or {}:
+                gen = _try_set(gen, f.name, data["generation"][f.name])
+        result = dataclasses.replace(result, generation=gen)
+        for f in dataclasses.fields(cls):
+            if f.name != "generation" and f.name in data:
+                result = _try_set(result, f.name, data[f.name])
+        return result
+
+
+def validate(obj: Any) -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        expected = {"float": (int, float), "int": int, "str": str}.get(str(f.type))
+        if expected and (not isinstance(value, expected) or isinstance(value, bool)):
+            raise ValueError(f"{f.name} must be {f.type}, not {value!r}")
+        check = f.metadata.get("check")
+        if check is not None and not check(value):
+            raise ValueError(f"{f.name}: {value!r} is out of range. {f.metadata['description']}")
+
+
+def _try_set(obj: Any, name: str, value: Any) -> Any:
+    try:
+        return dataclasses.replace(obj, **{name: value})
+    except (ValueError, TypeError) as exc:
+        log.warning("ignoring stored setting %s=%r: %s", name, value, exc)
+        return obj
+
+
+def load_settings(path: Path) -> Settings:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("settings file is not a JSON object")
+    except FileNotFoundError:
+        return Settings()
+    except (OSError, ValueError) as exc:
+        log.warning("settings file %s unreadable (%s); using defaults and keeping a copy", path, exc)
+        try:
+            path.replace(path.with_suffix(".json.bad"))
+        except OSError:
+            pass
+        return Settings()
+    return Settings.from_dict(data)
+
+
+def save_settings(settings: Settings, path: Path) -> None:
+    """Write atomically: a crash mid-write leaves the previous file intact."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(settings.to_dict(), indent=2), encoding="utf-8")
+    os.replace(tmp, path)

@@ -37,3 +37,48 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             for mark in item.iter_markers("skip"):
                 raise pytest.UsageError(f"{item.nodeid} is marked skip ({mark.kwargs.get('reason', '')}); nothing may skip in CI")
+
+
+@pytest.fixture(scope="session")
+def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder holding the verified embedded default model, shared by the session."""
+    from app.catalog.catalog import load_catalog
+    from app.catalog.library import ModelLibrary
+    from app.errors import HearthError
+    from app.paths import DataPaths
+
+    home = tmp_path_factory.mktemp("model-home")
+    library = ModelLibrary(DataPaths(home).ensure(), load_catalog())
+    try:
+        library.ensure(library.get("smollm2-135m-instruct"))
+    except HearthError as exc:
+        require(False, f"embedded default model unavailable: {exc}")
+    return home
+
+
+@pytest.fixture(scope="session")
+def smollm2_path(model_home: Path) -> Path:
+    from app.catalog.catalog import load_catalog
+    from app.catalog.library import ModelLibrary
+    from app.paths import DataPaths
+
+    library = ModelLibrary(DataPaths(model_home), load_catalog())
+    return library.path_for(library.get("smollm2-135m-instruct"))
+
+
+@pytest.fixture
+def home_with_model(hearth_home: Path, model_home: Path) -> Path:
+    """This test's own data folder, with the default model already in place (hard-linked)."""
+    import shutil
+
+    shutil.copytree(model_home / "models", hearth_home / "models", copy_function=_link_or_copy)
+    return hearth_home
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    import shutil
+
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

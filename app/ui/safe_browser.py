@@ -13,6 +13,7 @@ import base64
 import logging
 import os
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -29,6 +30,8 @@ _MAX_RESOURCE_BYTES = 32 * 1024 * 1024
 # Vector formats are refused for inline data: SVG may itself reference other files.
 _RASTER_FORMATS = frozenset({b"png", b"jpeg", b"jpg", b"gif", b"bmp", b"webp", b"ico"})
 
+_CACHE_ENTRIES = 64
+
 Loader = Callable[[int, QUrl], object]
 
 
@@ -44,15 +47,28 @@ class GuardedDocument(QTextDocument):
     def __init__(self, loader: Loader, parent: QWidget) -> None:
         super().__init__(parent)
         self._loader = loader
+        # Our own cache rather than addResource(): entries added there outlive setHtml and
+        # could not be dropped when the allowed roots change.
+        self._cache: OrderedDict[tuple[int, str], object] = OrderedDict()
 
-    def loadResource(self, resource_type: int, url: QUrl) -> object:  # noqa: N802 - Qt override
-        result = self._loader(int(resource_type), QUrl(url))
-        if result is None and int(resource_type) == _IMAGE:
+    def loadResource(self, resource_type: int, url: QUrl | str) -> object:  # noqa: N802 - Qt override
+        kind, target = int(resource_type), QUrl(url)
+        key = (kind, target.toString(QUrl.ComponentFormattingOption.FullyEncoded))
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        result = self._loader(kind, target)
+        if result is None and kind == _IMAGE:
             result = _placeholder_image()
-        if result is not None:
-            # Cached so repaints neither re-read files nor re-log the same refusal.
-            self.addResource(int(resource_type), QUrl(url), result)
+        # Cached, refusals included, so repaints neither re-read files nor re-log a refusal.
+        self._cache[key] = result
+        if len(self._cache) > _CACHE_ENTRIES:
+            self._cache.popitem(last=False)
         return result
+
+    def forget_resources(self) -> None:
+        self._cache.clear()
+        self.markContentsDirty(0, self.characterCount())
 
 
 def _placeholder_image() -> QImage:
@@ -79,10 +95,11 @@ def _raster_image(data: bytes) -> QImage | None:
     buffer = QBuffer()
     buffer.setData(QByteArray(data))
     buffer.open(QIODevice.OpenModeFlag.ReadOnly)
-    fmt = bytes(QImageReader.imageFormat(buffer).data()).lower()
-    if fmt not in _RASTER_FORMATS:
+    reader = QImageReader(buffer)
+    reader.setDecideFormatFromContent(True)
+    if bytes(reader.format().data()).lower() not in _RASTER_FORMATS:
         return None
-    image = QImage.fromData(data, fmt.decode("ascii"))
+    image = reader.read()
     return None if image.isNull() else image
 
 
@@ -115,8 +132,8 @@ class SafeTextBrowser(QTextBrowser):
         self.blocked: list[str] = []
         self._roots: tuple[Path, ...] = ()
         self._code_blocks: tuple[str, ...] = ()
-        self.set_allowed_roots(allowed_roots)
         super().setDocument(GuardedDocument(self.loadResource, self))
+        self.set_allowed_roots(allowed_roots)
         self.setOpenLinks(False)
         self.setOpenExternalLinks(False)
         self.anchorClicked.connect(self._on_anchor)
@@ -131,6 +148,9 @@ class SafeTextBrowser(QTextBrowser):
     def set_allowed_roots(self, roots: Iterable[Path]) -> None:
         # Compared as real paths, so a root given through a symlink still matches its files.
         self._roots = tuple(Path(os.path.realpath(root)) for root in roots)
+        document = self.document()
+        if isinstance(document, GuardedDocument):
+            document.forget_resources()
 
     def setDocument(self, document: QTextDocument) -> None:  # noqa: N802 - Qt override
         if not isinstance(document, GuardedDocument):
@@ -156,9 +176,15 @@ class SafeTextBrowser(QTextBrowser):
 
     # -- resource policy -----------------------------------------------------------------
 
-    def loadResource(self, resource_type: int, url: QUrl) -> object:  # noqa: N802 - Qt override
+    def loadResource(self, resource_type: int, url: QUrl | str) -> object:  # noqa: N802 - Qt override
         """Return the resource if policy allows it, else None (an empty QVariant)."""
-        result = self._load_allowed(int(resource_type), QUrl(url))
+        url = QUrl(url)
+        try:
+            result = self._load_allowed(int(resource_type), url)
+        except Exception:
+            # Called from C++: an exception cannot propagate, and a failure must mean "refused".
+            log.exception("resource policy failed for %s", url.toString())
+            result = None
         if result is None:
             shown = url.toString()
             self.blocked.append(shown)

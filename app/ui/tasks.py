@@ -12,7 +12,6 @@ the GUI thread itself never waits on a model, a disk or a device.
 from __future__ import annotations
 
 import logging
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
@@ -100,15 +99,12 @@ class Runner:
         job.future = self._lanes[lane].submit(work)
         return job
 
-    def stream(self, lane: str, make: Callable[[], Iterator[Any]], on_item: Callable[[Any], None], cancel: threading.Event | None = None) -> Job:
+    def stream(self, lane: str, make: Callable[[], Iterator[Any]], on_item: Callable[[Any], None]) -> Job:
         """Iterate a generator on a lane; each item reaches `on_item` on the GUI thread, in order."""
 
         def iterate() -> None:
             for item in make():
                 self._bridge.call.emit(lambda item=item: on_item(item))
-                if cancel is not None and cancel.is_set():
-                    # Keep draining: the generator checks `cancel` itself and finishes cleanly.
-                    continue
 
         return self.submit(lane, iterate)
 

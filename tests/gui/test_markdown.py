@@ -109,7 +109,14 @@ def test_images_become_text() -> None:
 
 @pytest.mark.parametrize(
     "link",
-    ["javascript:alert(1)", "JaVaScRiPt:alert(1)", "file:///etc/passwd", "data:text/html,hi", "vbscript:x", "relative/page"],
+    [
+        "javascript:alert(1)",
+        "JaVaScRiPt:alert(1)",
+        "file:///etc/passwd",
+        "data:text/html,hi",
+        "vbscript:x",
+        "relative/page",
+    ],
 )
 def test_unsafe_link_schemes_stay_text(link: str) -> None:
     html = render_markdown(f"[click]({link}) and <{link}>").html
@@ -137,13 +144,46 @@ def test_unclosed_fence_and_half_table() -> None:
     assert "a" in half.html
 
 
+CODE = '''import json
+from pathlib import Path
+
+
+def load_counts(path: Path) -> dict[str, int]:
+    """Read a JSON object of counts, skipping values that are not numbers."""
+    with path.open(encoding="utf-8") as handle:
+        data = json.load(handle)
+    return {key: int(value) for key, value in data.items() if str(value).isdigit()}
+'''
+
+PROSE = (
+    "This reads the file once and keeps only the numeric entries, so a stray string in the data "
+    "does not stop the whole load. See [the json docs](https://docs.python.org/3/library/json.html) "
+    "for the details of `json.load`, and note that **keys stay strings**.\n\n"
+)
+
+
+def _reply(tag: int) -> str:
+    """A typical 2 KB answer: prose, a list, a table and a code block (unique, so never cached)."""
+    table = "| key | kept |\n|-----|-----:|\n| a | yes |\n| b | no |\n"
+    steps = "- open the file\n- parse it\n- filter the values\n"
+    text = f"## Loading counts\n\n{PROSE}{steps}\n{table}\n```python\n# run {tag}\n{CODE}```\n\n{PROSE * 6}"
+    return text[:2048]
+
+
 def test_render_is_fast() -> None:
-    code = "\n".join(f"    total += value_{i} * {i}  # step {i}" for i in range(12))
-    reply = (SAMPLE + "\nMore text with **bold** and a [link](https://example.com).\n\n```python\ndef f():\n" + code + "\n```\n") * 2
-    reply = reply[:2048]
-    render_markdown(reply)  # warm caches: lexers, formatter, parser
-    best = min(_timed(reply) for _ in range(15))
-    assert best < 0.005, f"best render took {best * 1000:.2f} ms"
+    assert len(_reply(0)) == 2048
+    render_markdown(_reply(0))  # warm the parser, lexer and formatter caches
+    best = min(_timed(_reply(tag)) for tag in range(1, 16))
+    assert best < 0.005, f"best 2 KB render took {best * 1000:.2f} ms"
+
+
+def test_streaming_rerender_reuses_finished_blocks() -> None:
+    # While a reply streams, the whole text is re-rendered per chunk; finished blocks are cached.
+    big_code = "\n".join(f"    total += value_{i} * {i}  # step {i}" for i in range(40))
+    head = f"```python\ndef f():\n{big_code}\n```\n\n"
+    render_markdown(head)
+    best = min(_timed(head + PROSE[:n]) for n in range(20, 200, 12))
+    assert best < 0.005, f"best streaming re-render took {best * 1000:.2f} ms"
 
 
 def _timed(text: str) -> float:

@@ -1,0 +1,1 @@
+"""Models: the catalog of known models, checking GGUF files, and fetching and verifying model files."""

@@ -1,0 +1,50 @@
+"""Starting the window: show it first, then open the profile and load the model in the background."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from app import APP_NAME, __version__
+
+LAUNCH_T0 = time.perf_counter()
+
+
+def run_gui() -> int:
+    from PySide6.QtWidgets import QApplication
+
+    from app.ui.chat_controller import ChatController
+    from app.ui.main_window import MainWindow
+    from app.ui.tasks import Runner
+    from app.ui.theme import apply_theme
+
+    app = QApplication.instance() or QApplication(sys.argv)
+    app.setApplicationName(APP_NAME)
+    app.setApplicationVersion(__version__)
+    app.setStyle("Fusion")
+    apply_theme(app, "system")  # the user's choice is applied once settings are read
+    controller = ChatController(Runner(), _open_profile, _load_engine)
+    window = MainWindow(controller)
+    controller.profileReady.connect(lambda profile: apply_theme(app, profile.settings.theme))
+    if os.environ.get("HEARTH_EXIT_AFTER_SHOW"):
+        # Used by `hearth bench` to time launch-to-window: report, then quit.
+        window.shown.connect(lambda: (print(f"window-shown {time.perf_counter() - LAUNCH_T0:.4f}", flush=True), app.quit()))
+    window.show()
+    controller.start()
+    return app.exec()
+
+
+def _open_profile():  # type: ignore[no-untyped-def]
+    from app import logs
+    from app.runtime import Profile
+
+    profile = Profile.open()
+    logs.install(profile.paths.logs)
+    return profile
+
+
+def _load_engine(profile, progress):  # type: ignore[no-untyped-def]
+    from app.runtime import load_engine
+
+    return load_engine(profile, progress=progress)

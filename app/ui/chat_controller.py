@@ -1,0 +1,283 @@
+"""The window's brain-stem: turns clicks into background jobs and job results into signals.
+
+It owns no widgets. Every store or model call goes through the `Runner` (``io`` lane for the
+database, ``llm`` lane for the engine), and results come back as Qt signals the window
+connects to. Tests drive it with a hand-written fake engine through `engine_factory`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, Signal
+
+from app.core.export import export_conversation
+from app.core.turn import ChatSession, ContextTrimmed, ReplyFinished, ReplyStarted, TextDelta, TurnEvent, add_user_message
+from app.engines.llm import ChatEngine
+from app.errors import HearthError, ModelError
+from app.runtime import Profile
+from app.settings import Settings
+from app.ui.tasks import Runner
+
+log = logging.getLogger("hearth.ui")
+
+Progress = Callable[[int, int, str], None]
+EngineFactory = Callable[[Profile, Progress], ChatEngine]
+RELOAD_KEYS = ("model_id", "n_ctx", "n_threads", "n_gpu_layers")
+
+
+def describe(error: BaseException) -> tuple[str, str]:
+    if isinstance(error, HearthError):
+        return error.message, error.hint
+    log.error("unexpected error", exc_info=error)
+    return f"Something went wrong: {error}", "The details are in Hearth's log file; your conversation is saved."
+
+
+class ChatController(QObject):
+    notice = Signal(str, str)  # message, hint
+    profileReady = Signal(object)  # Profile
+    engineLoading = Signal(int, int, str)
+    engineReady = Signal(object)  # EngineInfo
+    engineFailed = Signal(str, str)
+    conversationsChanged = Signal(list)
+    conversationOpened = Signal(object, list)  # id or None, messages
+    searchResults = Signal(list)
+    userMessageAdded = Signal(object)
+    sendFailed = Signal(str)  # the text to put back in the composer
+    replyStarted = Signal(object)
+    replyDelta = Signal(str)
+    contextTrimmed = Signal(object)
+    replyFinished = Signal(object)
+    busyChanged = Signal(bool)
+    contextUsage = Signal(int, int)
+
+    def __init__(self, runner: Runner, profile_factory: Callable[[], Profile], engine_factory: EngineFactory) -> None:
+        super().__init__()
+        self.runner = runner
+        self._profile_factory = profile_factory
+        self._engine_factory = engine_factory
+        self.profile: Profile | None = None
+        self.session: ChatSession | None = None
+        self.current: int | None = None
+        self.busy = False
+        self._cancel = threading.Event()
+        self._streaming: int | None = None
+
+    # -- start-up -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.runner.submit("io", self._profile_factory).then(self._on_profile).fail(self._fatal)
+
+    def _on_profile(self, profile: Profile) -> None:
+        self.profile = profile
+        self.profileReady.emit(profile)
+        if profile.store.notice:
+            self.notice.emit(profile.store.notice, "")
+        self.refresh_conversations()
+        self.load_engine()
+
+    def _fatal(self, error: BaseException) -> None:
+        self.notice.emit(*describe(error))
+
+    def load_engine(self) -> None:
+        profile = self.profile
+        if profile is None:
+            return
+        old, self.session = self.session, None
+        if old is not None:
+            self.runner.submit("llm", old.engine.close)
+
+        def progress(done: int, total: int, stage: str) -> None:
+            self.runner.post(lambda: self.engineLoading.emit(done, total, stage))
+
+        self.engineLoading.emit(0, 0, "Preparing the model…")
+        job = self.runner.submit("llm", self._engine_factory, profile, progress)
+        job.then(self._on_engine).fail(lambda e: self.engineFailed.emit(*describe(e)))
+
+    def _on_engine(self, engine: ChatEngine) -> None:
+        assert self.profile is not None
+        self.session = ChatSession(self.profile.store, engine, self.profile.settings)
+        self.engineReady.emit(engine.info)
+        self.update_context_usage()
+
+    # -- conversations --------------------------------------------------------------------
+
+    def refresh_conversations(self) -> None:
+        if self.profile is not None:
+            self.runner.submit("io", self.profile.store.list_conversations).then(self.conversationsChanged.emit)
+
+    def open_conversation(self, conversation_id: int | None) -> None:
+        self.current = conversation_id
+        if conversation_id is None or self.profile is None:
+            self.conversationOpened.emit(None, [])
+            self.contextUsage.emit(0, self._n_ctx())
+            return
+        job = self.runner.submit("io", self.profile.store.messages, conversation_id)
+        job.then(lambda messages: self._opened(conversation_id, messages)).fail(self._fatal)
+
+    def _opened(self, conversation_id: int, messages: list[Any]) -> None:
+        if conversation_id == self.current:
+            self.conversationOpened.emit(conversation_id, messages)
+            self.update_context_usage()
+
+    def update_context_usage(self) -> None:
+        session, cid = self.session, self.current
+        if session is None:
+            return
+        if cid is None:
+            self.contextUsage.emit(0, session.engine.info.n_ctx)
+            return
+        self.runner.submit("llm", session.context_usage, cid).then(lambda usage: self._usage(cid, usage))
+
+    def _usage(self, cid: int, usage: tuple[int, int]) -> None:
+        if cid == self.current:
+            self.contextUsage.emit(*usage)
+
+    def _n_ctx(self) -> int:
+        return self.session.engine.info.n_ctx if self.session else (self.profile.settings.n_ctx if self.profile else 0)
+
+    def search(self, query: str) -> None:
+        if self.profile is None:
+            return
+        if not query.strip():
+            self.refresh_conversations()
+            return
+        self.runner.submit("io", self.profile.store.search, query).then(self.searchResults.emit).fail(self._fatal)
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        self._store_call(self._store().rename_conversation, conversation_id, title)
+
+    def set_instructions(self, conversation_id: int, text: str | None) -> None:
+        self._store_call(self._store().set_system_prompt, conversation_id, text, usage=True)
+
+    def delete(self, conversation_id: int) -> None:
+        if conversation_id == self.current:
+            self.open_conversation(None)
+        self._store_call(self._store().delete_conversation, conversation_id)
+
+    def export(self, conversation_id: int, path: Path) -> None:
+        job = self.runner.submit("io", export_conversation, self._store(), conversation_id, path)
+        job.then(lambda _: self.notice.emit(f"Exported to {path}", "")).fail(self._fatal)
+
+    def conversation(self, conversation_id: int) -> Any:
+        return self.runner.submit("io", self._store().get_conversation, conversation_id)
+
+    def _store(self) -> Any:
+        if self.profile is None:
+            raise HearthError("Hearth is still starting.", "Try again in a moment.")
+        return self.profile.store
+
+    def _store_call(self, fn: Callable[..., Any], *args: Any, usage: bool = False) -> None:
+        job = self.runner.submit("io", fn, *args).then(lambda _: self.refresh_conversations()).fail(self._fatal)
+        if usage:
+            job.then(lambda _: self.update_context_usage())
+
+    # -- turns ----------------------------------------------------------------------------
+
+    def send(self, text: str) -> None:
+        if self.busy or self.profile is None:
+            return
+        self._set_busy(True)
+        job = self.runner.submit("io", add_user_message, self.profile.store, self.current, text)
+        job.then(self._after_user_message).fail(lambda e: self._send_failed(text, e))
+
+    def _send_failed(self, text: str, error: BaseException) -> None:
+        self._set_busy(False)
+        self.sendFailed.emit(text)
+        self.notice.emit(*describe(error))
+
+    def _after_user_message(self, message: Any) -> None:
+        new = self.current != message.conversation_id
+        self.current = message.conversation_id
+        if new:
+            self.conversationOpened.emit(self.current, [message])
+            self.refresh_conversations()
+        else:
+            self.userMessageAdded.emit(message)
+        self._run_turn(lambda session, cancel: session.reply(message.conversation_id, cancel))
+
+    def regenerate(self) -> None:
+        cid = self.current
+        if self.busy or cid is None:
+            return
+        self._set_busy(True)
+        self._run_turn(lambda session, cancel: session.regenerate(cid, cancel), reopen=True)
+
+    def edit_and_resend(self, message_id: int, text: str) -> None:
+        cid = self.current
+        if self.busy or cid is None:
+            return
+        self._set_busy(True)
+        self._run_turn(lambda session, cancel: session.edit_and_resend(cid, message_id, text, cancel), reopen=True)
+
+    def stop(self) -> None:
+        self._cancel.set()
+
+    def _run_turn(self, make: Callable[[ChatSession, threading.Event], Any], reopen: bool = False) -> None:
+        self._cancel = cancel = threading.Event()
+        self._streaming = self.current
+
+        def turn() -> Any:
+            session = self.session
+            if session is None:
+                raise ModelError("No model is loaded.", "Choose a model in Settings › Model, or check the message above.")
+            return make(session, cancel)
+
+        def first(event: TurnEvent) -> None:
+            if reopen and isinstance(event, (ReplyStarted, ContextTrimmed)):
+                self.open_conversation(self._streaming)
+            self._on_event(event)
+
+        job = self.runner.stream("llm", turn, first)
+        job.fail(self._turn_failed).always(self._turn_done)
+
+    def _on_event(self, event: TurnEvent) -> None:
+        if self._streaming != self.current:
+            return  # the user switched away; the store still gets the whole reply
+        if isinstance(event, TextDelta):
+            self.replyDelta.emit(event.text)
+        elif isinstance(event, ReplyStarted):
+            self.replyStarted.emit(event.message)
+        elif isinstance(event, ContextTrimmed):
+            self.contextTrimmed.emit(event.marker)
+        elif isinstance(event, ReplyFinished):
+            self.replyFinished.emit(event.message)
+            self.contextUsage.emit(event.context_used, event.n_ctx)
+
+    def _turn_failed(self, error: BaseException) -> None:
+        self.notice.emit(*describe(error))
+        self.open_conversation(self.current)
+
+    def _turn_done(self) -> None:
+        self._set_busy(False)
+        self.refresh_conversations()
+
+    def _set_busy(self, busy: bool) -> None:
+        self.busy = busy
+        self.busyChanged.emit(busy)
+
+    # -- settings -------------------------------------------------------------------------
+
+    def apply_settings(self, settings: Settings) -> None:
+        profile = self.profile
+        if profile is None:
+            return
+        reload = any(getattr(settings, k) != getattr(profile.settings, k) for k in RELOAD_KEYS)
+        self.runner.submit("io", profile.save_settings, settings).fail(self._fatal)
+        profile.settings = settings
+        if self.session is not None:
+            self.session.settings = settings
+        if reload:
+            self.load_engine()
+
+    def shutdown(self) -> None:
+        self._cancel.set()
+        session = self.session
+        if session is not None:
+            self.runner.submit("llm", session.engine.close)
+        if self.profile is not None:
+            self.runner.submit("io", self.profile.close)
+        self.runner.shutdown(wait=True)

@@ -1,0 +1,201 @@
+"""The conversation, rendered: every message as safe markdown, the streaming reply updated in place.
+
+Finished messages are rendered once. While a reply streams, only its own block at the end of
+the document is replaced, at most every `REFRESH_MS`, so drawing costs the same at turn 200
+as at turn 1 and the event loop never stalls on a long conversation.
+
+Links inside messages use the ``hearth-action:`` scheme for Hearth's own buttons (edit, copy,
+regenerate); every other link goes through the browser's confirm-before-opening path.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Sequence
+
+from PySide6.QtCore import QTimer, QUrl, Signal
+from PySide6.QtGui import QGuiApplication, QPalette, QTextCursor
+from PySide6.QtWidgets import QWidget
+
+from app.core.conversation import Message
+from app.ui.markdown import render_markdown
+from app.ui.safe_browser import SafeTextBrowser, confirm_and_open
+
+ACTION_SCHEME = "hearth-action"
+REFRESH_MS = 40
+
+ROLE_LABEL = {"user": "You", "assistant": "Hearth"}
+STATUS_NOTE = {
+    "stopped": "stopped",
+    "interrupted": "interrupted — Hearth was closed while writing this",
+    "error": "failed",
+    "streaming": "writing…",
+}
+
+
+def is_dark(widget: QWidget) -> bool:
+    return widget.palette().color(QPalette.ColorRole.Base).lightness() < 128
+
+
+class ChatView(SafeTextBrowser):
+    """Signals `actionRequested(action, message_id)` for edit / copy / regenerate links."""
+
+    actionRequested = Signal(str, int)
+
+    def __init__(self, parent: QWidget | None = None, allowed_roots: Sequence = ()) -> None:  # type: ignore[type-arg]
+        super().__init__(parent, allowed_roots)
+        self.setAccessibleName("Conversation")
+        self.setAccessibleDescription("The messages of this conversation. Tab moves between links and buttons.")
+        self._messages: list[Message] = []
+        self._code: dict[str, str] = {}
+        self._stream: Message | None = None
+        self._stream_text = ""
+        self._stream_start = -1  # document position where the streaming reply's block begins
+        self._dirty = False
+        self._timer = QTimer(self)
+        self._timer.setInterval(REFRESH_MS)
+        self._timer.timeout.connect(self._refresh_stream)
+        self.copyRequested.connect(self._copy)
+        self.linkRequested.connect(self._on_link)
+
+    # -- whole conversation ---------------------------------------------------------------
+
+    def show_messages(self, messages: Sequence[Message]) -> None:
+        self._timer.stop()
+        self._stream = None
+        self._messages = list(messages)
+        self._code.clear()
+        last_assistant = next((m.id for m in reversed(self._messages) if m.role == "assistant"), None)
+        blocks = [self._block(m, m.id == last_assistant) for m in self._messages]
+        self.setHtml(self._page(blocks))
+        self._scroll_to_end()
+
+    def append_message(self, message: Message) -> None:
+        self._messages.append(message)
+        self._insert_at_end(self._block(message, False))
+
+    # -- streaming reply ------------------------------------------------------------------
+
+    def begin_reply(self, message: Message) -> None:
+        self._stream, self._stream_text = message, ""
+        self._stream_start = self._end_position()
+        self._insert_at_end(self._block(message, False))
+        self._timer.start()
+
+    def append_delta(self, text: str) -> None:
+        self._stream_text += text
+        self._dirty = True
+
+    def finish_reply(self, message: Message) -> None:
+        """Replace the streamed block with the stored message and its actions."""
+        self._timer.stop()
+        self._stream = None
+        self._messages.append(message)
+        self._replace_tail(self._block(message, True))
+        self._stream_start = -1
+
+    @property
+    def streaming_text(self) -> str:
+        return self._stream_text
+
+    def _refresh_stream(self) -> None:
+        if not self._dirty or self._stream is None:
+            return
+        self._dirty = False
+        shown = Message(self._stream.id, self._stream.conversation_id, "assistant", self._stream_text, "streaming")
+        self._replace_tail(self._block(shown, False))
+
+    # -- document editing -----------------------------------------------------------------
+
+    def _end_position(self) -> int:
+        cursor = self.textCursor()
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        return cursor.position()
+
+    def _insert_at_end(self, block_html: str) -> None:
+        cursor = QTextCursor(self.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertHtml(block_html)
+        self._scroll_to_end()
+
+    def _replace_tail(self, block_html: str) -> None:
+        if self._stream_start < 0:
+            return
+        bar = self.verticalScrollBar()
+        following = bar.value() >= bar.maximum() - 4
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(self._stream_start)
+        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+        cursor.insertHtml(block_html)
+        if following:
+            self._scroll_to_end()
+
+    def _scroll_to_end(self) -> None:
+        bar = self.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
+    # -- rendering ------------------------------------------------------------------------
+
+    def _page(self, blocks: Sequence[str]) -> str:
+        return "".join(blocks) or self._empty_state()
+
+    def _empty_state(self) -> str:
+        return (
+            "<p align='center' style='color:gray; margin-top:80px'><big>Ask Hearth anything.</big><br>"
+            "It runs on this computer; nothing you type leaves it.</p>"
+        )
+
+    def _block(self, message: Message, latest_reply: bool) -> str:
+        if message.role == "marker":
+            return f"<p style='color:#b0761a; margin:10px 4px'>⟡ {html.escape(message.content)}</p>"
+        dark = is_dark(self)
+        rendered = render_markdown(message.content or " ", dark=dark, copy_prefix=f"m{message.id}-")
+        for n, code in enumerate(rendered.code_blocks):
+            self._code[f"m{message.id}-{n}"] = code
+        background = _background(message.role, dark)
+        note = STATUS_NOTE.get(message.status, "")
+        head = f"<b>{ROLE_LABEL.get(message.role, message.role)}</b>"
+        if note:
+            head += f" <span style='color:gray'>· {html.escape(note)}</span>"
+        actions = self._actions(message, latest_reply) if message.status != "streaming" else ""
+        return (
+            f"<table width='100%' cellspacing='0' cellpadding='10' style='margin-top:6px; margin-bottom:6px'>"
+            f"<tr><td bgcolor='{background}'>{head}{rendered.html}{actions}</td></tr></table>"
+        )
+
+    def _actions(self, message: Message, latest_reply: bool) -> str:
+        links = [f"<a href='{ACTION_SCHEME}:copy:{message.id}'>Copy</a>"]
+        if message.role == "user":
+            links.append(f"<a href='{ACTION_SCHEME}:edit:{message.id}'>Edit</a>")
+        if message.role == "assistant" and latest_reply:
+            links.append(f"<a href='{ACTION_SCHEME}:regenerate:{message.id}'>Regenerate</a>")
+        return "<p style='font-size:small'>" + " · ".join(links) + "</p>"
+
+    # -- clicks ---------------------------------------------------------------------------
+
+    def _copy(self, block_id: str) -> None:
+        code = self._code.get(block_id)
+        if code is not None:
+            QGuiApplication.clipboard().setText(code)
+
+    def _on_link(self, url: QUrl) -> None:
+        if url.scheme() == ACTION_SCHEME:
+            action, _, ident = url.path().partition(":")
+            if ident.isdigit():
+                self._do_action(action, int(ident))
+            return
+        confirm_and_open(self, url)
+
+    def _do_action(self, action: str, message_id: int) -> None:
+        if action == "copy":
+            message = next((m for m in self._messages if m.id == message_id), None)
+            if message is not None:
+                QGuiApplication.clipboard().setText(message.content)
+            return
+        self.actionRequested.emit(action, message_id)
+
+
+def _background(role: str, dark: bool) -> str:
+    if role == "user":
+        return "#2b3440" if dark else "#eef3fb"
+    return "#23262b" if dark else "#fafafa"

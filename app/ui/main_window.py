@@ -1,0 +1,294 @@
+"""The main window: sidebar, chat, composer, status bar — wired to the `ChatController`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut, QShowEvent
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import APP_NAME
+from app.engines.llm import EngineInfo
+from app.paths import default_paths
+from app.ui.chat_controller import ChatController
+from app.ui.chat_view import ChatView
+from app.ui.composer import Composer
+from app.ui.settings_dialog import SettingsDialog
+from app.ui.sidebar import Sidebar
+from app.ui.theme import apply_theme
+
+ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
+
+
+class MessageBar(QWidget):
+    """A dismissable line above the chat for errors and notices: what failed, what to do."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.label = QLabel(self)
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.label.setAccessibleName("Notice")
+        close = QToolButton(self)
+        close.setText("Dismiss")
+        close.setAccessibleName("Dismiss notice")
+        close.clicked.connect(self.hide)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(10, 6, 10, 6)
+        row.addWidget(self.label, 1)
+        row.addWidget(close)
+        self.setAutoFillBackground(True)
+        self.setStyleSheet("MessageBar { background: #f6d98b; } QLabel { color: #3a2a00; }")
+        self.hide()
+
+    def show_notice(self, message: str, hint: str = "") -> None:
+        self.label.setText(f"<b>{_escape(message)}</b>" + (f"<br>{_escape(hint)}" if hint else ""))
+        self.show()
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class MainWindow(QMainWindow):
+    shown = Signal()
+
+    def __init__(self, controller: ChatController) -> None:
+        super().__init__()
+        self.controller = controller
+        self.setWindowTitle(APP_NAME)
+        self.resize(1100, 760)
+        self.sidebar = Sidebar(self)
+        self.chat = ChatView(self, allowed_roots=[ASSETS, default_paths().root])
+        self.composer = Composer(self)
+        self.message_bar = MessageBar(self)
+        self._build_layout()
+        self._build_status()
+        self._build_menu()
+        self._connect()
+        self.composer.editor.setFocus()
+
+    # -- construction ---------------------------------------------------------------------
+
+    def _build_layout(self) -> None:
+        right = QWidget(self)
+        column = QVBoxLayout(right)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.message_bar)
+        column.addWidget(self.chat, 1)
+        column.addWidget(self.composer)
+        splitter = QSplitter(self)
+        splitter.addWidget(self.sidebar)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([260, 840])
+        self.setCentralWidget(splitter)
+
+    def _build_status(self) -> None:
+        self.model_label = QLabel("Starting…", self)
+        self.model_label.setAccessibleName("Model status")
+        self.load_progress = QProgressBar(self)
+        self.load_progress.setAccessibleName("Model loading progress")
+        self.load_progress.setMaximumWidth(180)
+        self.context_meter = QProgressBar(self)
+        self.context_meter.setAccessibleName("Context used")
+        self.context_meter.setFormat("Context %v / %m tokens")
+        self.context_meter.setMaximumWidth(260)
+        self.context_meter.setRange(0, 1)
+        self.context_meter.setValue(0)
+        bar = self.statusBar()
+        bar.addWidget(self.model_label, 1)
+        bar.addPermanentWidget(self.load_progress)
+        bar.addPermanentWidget(self.context_meter)
+
+    def _build_menu(self) -> None:
+        chat = self.menuBar().addMenu("&Chat")
+        self.new_action = self._action(chat, "&New conversation", QKeySequence.StandardKey.New, lambda: self.controller.open_conversation(None))
+        self.regenerate_action = self._action(chat, "&Regenerate reply", QKeySequence("Ctrl+R"), self.controller.regenerate)
+        self.stop_action = self._action(chat, "&Stop reply", None, self.controller.stop)
+        self._action(chat, "&Find in conversations", QKeySequence.StandardKey.Find, self._focus_search)
+        self._action(chat, "&Export conversation…", QKeySequence("Ctrl+E"), self._export_current)
+        self._action(chat, "Conversation &instructions…", QKeySequence("Ctrl+I"), self._instructions_current)
+        chat.addSeparator()
+        self._action(chat, "&Quit", QKeySequence.StandardKey.Quit, self.close)
+        settings = self.menuBar().addMenu("&Settings")
+        self._action(settings, "&Preferences…", QKeySequence("Ctrl+,"), self.open_settings)
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self._escape)
+        QShortcut(QKeySequence("Ctrl+L"), self, self.composer.editor.setFocus)
+
+    def _action(self, menu: Any, text: str, keys: Any, slot: Any) -> QAction:
+        action = QAction(text, self)
+        if keys is not None:
+            action.setShortcut(keys)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _connect(self) -> None:
+        c = self.controller
+        c.notice.connect(self.message_bar.show_notice)
+        c.engineLoading.connect(self._on_loading)
+        c.engineReady.connect(self._on_engine_ready)
+        c.engineFailed.connect(self._on_engine_failed)
+        c.conversationsChanged.connect(lambda convs: self.sidebar.set_conversations(convs, c.current))
+        c.searchResults.connect(self.sidebar.set_search_results)
+        c.conversationOpened.connect(self._on_opened)
+        c.userMessageAdded.connect(self._on_user_message)
+        c.sendFailed.connect(self._on_send_failed)
+        c.replyStarted.connect(self.chat.begin_reply)
+        c.replyDelta.connect(self.chat.append_delta)
+        c.contextTrimmed.connect(self.chat.append_message)
+        c.replyFinished.connect(self.chat.finish_reply)
+        c.busyChanged.connect(self.composer.set_busy)
+        c.contextUsage.connect(self._on_usage)
+        self.composer.sendRequested.connect(self._send)
+        self.composer.stopRequested.connect(c.stop)
+        self.sidebar.conversationSelected.connect(c.open_conversation)
+        self.sidebar.newRequested.connect(lambda: c.open_conversation(None))
+        self.sidebar.searchChanged.connect(c.search)
+        self.sidebar.renameRequested.connect(self._rename)
+        self.sidebar.deleteRequested.connect(self._delete)
+        self.sidebar.exportRequested.connect(self._export)
+        self.sidebar.instructionsRequested.connect(self._instructions)
+        self.chat.actionRequested.connect(self._on_chat_action)
+
+    # -- controller → widgets -------------------------------------------------------------
+
+    def _on_loading(self, done: int, total: int, stage: str) -> None:
+        self.model_label.setText(stage)
+        self.load_progress.show()
+        self.load_progress.setRange(0, total if total > 0 else 0)
+        if total > 0:
+            self.load_progress.setValue(done)
+
+    def _on_engine_ready(self, info: EngineInfo) -> None:
+        self.load_progress.hide()
+        gpu = f", {info.gpu_layers} layers on GPU" if info.gpu_layers else ""
+        self.model_label.setText(f"{info.model_name} · {info.backend}{gpu} · ready")
+        self.model_label.setToolTip(f"Model {info.model_id}; chat format {info.chat_format}; context {info.n_ctx} tokens")
+
+    def _on_engine_failed(self, message: str, hint: str) -> None:
+        self.load_progress.hide()
+        self.model_label.setText("No model loaded")
+        self.message_bar.show_notice(message, hint)
+
+    def _on_opened(self, conversation_id: int | None, messages: list[Any]) -> None:
+        self.chat.show_messages(messages)
+        self.sidebar.select(conversation_id)
+
+    def _on_user_message(self, message: Any) -> None:
+        self.composer.clear()
+        self.chat.append_message(message)
+
+    def _on_send_failed(self, text: str) -> None:
+        if not self.composer.text():
+            self.composer.editor.setPlainText(text)
+
+    def _on_usage(self, used: int, total: int) -> None:
+        self.context_meter.setRange(0, max(total, 1))
+        self.context_meter.setValue(min(used, max(total, 1)))
+
+    # -- widgets → controller -------------------------------------------------------------
+
+    def _send(self, text: str) -> None:
+        editing = self.composer.editing_id
+        if editing is not None:
+            self.composer.editing_id = None
+            self.composer.leave_edit_mode()
+            self.controller.edit_and_resend(editing, text)
+            return
+        self.composer.clear()
+        self.controller.send(text)
+
+    def _escape(self) -> None:
+        if self.controller.busy:
+            self.controller.stop()
+        else:
+            self.composer.leave_edit_mode()
+
+    def _on_chat_action(self, action: str, message_id: int) -> None:
+        if action == "regenerate":
+            self.controller.regenerate()
+        elif action == "edit":
+            message = next((m for m in self.chat._messages if m.id == message_id), None)
+            if message is not None:
+                self.composer.enter_edit_mode(message_id, message.content)
+
+    def _focus_search(self) -> None:
+        self.sidebar.search.setFocus()
+        self.sidebar.search.selectAll()
+
+    def _rename(self, conversation_id: int) -> None:
+        title, ok = QInputDialog.getText(self, "Rename conversation", "New name:")
+        if ok and title.strip():
+            self.controller.rename(conversation_id, title.strip())
+
+    def _delete(self, conversation_id: int) -> None:
+        answer = QMessageBox.question(self, "Delete conversation", "Delete this conversation and all its messages?")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.controller.delete(conversation_id)
+
+    def _export(self, conversation_id: int) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export conversation", "conversation.md", "Markdown (*.md);;JSON (*.json)")
+        if path:
+            self.controller.export(conversation_id, Path(path))
+
+    def _export_current(self) -> None:
+        if self.controller.current is not None:
+            self._export(self.controller.current)
+
+    def _instructions_current(self) -> None:
+        if self.controller.current is not None:
+            self._instructions(self.controller.current)
+
+    def _instructions(self, conversation_id: int) -> None:
+        self.controller.conversation(conversation_id).then(self._edit_instructions)
+
+    def _edit_instructions(self, conversation: Any) -> None:
+        current = conversation.system_prompt or ""
+        text, ok = QInputDialog.getMultiLineText(
+            self, "Conversation instructions", "Instructions for this conversation (leave empty to use the default):", current
+        )
+        if ok:
+            self.controller.set_instructions(conversation.id, text.strip() or None)
+
+    def open_settings(self) -> None:
+        profile = self.controller.profile
+        if profile is None:
+            return
+        models = [(e.id, e.name) for e in profile.library.entries() if e.kind == "chat"]
+        backend = self.model_label.text().split(" · ")[1] if " · " in self.model_label.text() else "not loaded"
+        dialog = SettingsDialog(profile.settings, models, backend, self)
+        if dialog.exec() and dialog.result_settings is not None:
+            new = dialog.result_settings
+            if new.theme != profile.settings.theme:
+                apply_theme(QApplication.instance(), new.theme)  # type: ignore[arg-type]
+                self.controller.apply_settings(new)
+                self.controller.open_conversation(self.controller.current)
+            else:
+                self.controller.apply_settings(new)
+
+    # -- Qt events ------------------------------------------------------------------------
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self.shown.emit()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.controller.shutdown()
+        super().closeEvent(event)

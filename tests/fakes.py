@@ -1,0 +1,70 @@
+"""Hand-written fakes that implement Hearth's real Protocols, for deterministic tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Iterator, Sequence
+
+from app.core.conversation import ChatMessage
+from app.engines.llm import EngineInfo, GenerationStats
+from app.settings import GenerationSettings
+
+
+class FakeEngine:
+    """A ChatEngine that streams queued replies word by word.
+
+    Tokens are counted as whitespace-separated words plus 4 per message, so context tests
+    can reason about exact numbers. `gate` (an Event), when given, holds each token until
+    set — tests use it to stop a reply part-way deterministically.
+    """
+
+    def __init__(self, replies: Sequence[str] = (), n_ctx: int = 4096, delay_s: float = 0.0, gate: threading.Event | None = None) -> None:
+        self.replies: deque[str] = deque(replies)
+        self.default_reply = "Fake reply."
+        self.delay_s = delay_s
+        self.gate = gate
+        self.prompts: list[list[ChatMessage]] = []
+        self.closed = False
+        self._info = EngineInfo("fake", "Fake model", "CPU", n_ctx, chat_format="fake")
+        self._stats = GenerationStats()
+
+    def enqueue(self, *replies: str) -> None:
+        self.replies.extend(replies)
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    @property
+    def last_stats(self) -> GenerationStats:
+        return self._stats
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return sum(len(m.content.split()) + 4 for m in messages) + 2
+
+    def stream(self, messages: Sequence[ChatMessage], settings: GenerationSettings, cancel: threading.Event | None = None) -> Iterator[str]:
+        self.prompts.append(list(messages))
+        reply = self.replies.popleft() if self.replies else self.default_reply
+        stats = self._stats = GenerationStats(prompt_tokens=self.count_tokens(messages), finish_reason="stop")
+        stats.prompt_evaluated = stats.prompt_tokens
+        started = time.perf_counter()
+        for n, word in enumerate(reply.split(" ")):
+            if self.gate is not None:
+                self.gate.wait(timeout=10)
+            if cancel is not None and cancel.is_set():
+                stats.finish_reason = "cancelled"
+                return
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            if stats.completion_tokens >= settings.max_tokens:
+                stats.finish_reason = "length"
+                return
+            stats.completion_tokens += 1
+            if n == 0:
+                stats.ttft_s = time.perf_counter() - started
+            yield word if n == 0 else " " + word
+
+    def close(self) -> None:
+        self.closed = True

@@ -6,17 +6,28 @@
     hearth bench [--json]
 
 Errors print as `error: …` and `hint: …` on stderr with exit status 1; nothing is lost.
+An unexpected failure (a bug) prints the same two lines; its traceback goes to the log file.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import logging
 import sys
-from typing import Sequence
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app import __version__
 from app.errors import HearthError
+
+if TYPE_CHECKING:  # imported lazily at run time: `hearth` alone must open the window fast
+    from app.core.turn import ReplyFinished
+    from app.engines.llm import EngineInfo
+    from app.settings import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug, not a mistake of the user's: say so in one line, keep the details
+        return report_unexpected(exc)
     return 2
 
 
@@ -74,6 +87,39 @@ def report(exc: HearthError) -> None:
         print(f"hint: {exc.hint}", file=sys.stderr)
 
 
+def report_unexpected(exc: Exception) -> int:
+    """One `error:` line for people; the traceback goes to the log file (or stderr when there is none)."""
+    log_file = _log_crash(exc)
+    if log_file is None:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"error: Hearth stopped because of an unexpected problem: {type(exc).__name__}: {exc}", file=sys.stderr)
+    where = f"The details are in {log_file}" if log_file else "The details are above (no log file could be written)"
+    print(f"hint: {where}; please include them when you report this problem.", file=sys.stderr)
+    return 1
+
+
+def _log_crash(exc: Exception) -> Path | None:
+    """Write the traceback to Hearth's log file and return its path; None when no log file can be opened."""
+    from app import logs
+    from app.paths import default_paths
+
+    logger = logging.getLogger("hearth")
+    try:
+        if not _log_files(logger):
+            logs.install(default_paths().ensure().logs)
+        files = _log_files(logger)
+        if not files:
+            return None
+        logger.error("unexpected error in the hearth command", exc_info=exc)
+        return files[0]
+    except Exception:  # the report must reach the user even when the data folder itself is the problem
+        return None
+
+
+def _log_files(logger: logging.Logger) -> list[Path]:
+    return [Path(h.baseFilename) for h in logger.handlers if isinstance(h, logging.FileHandler)]
+
+
 def ask(args: argparse.Namespace) -> int:
     from app import logs
     from app.core.turn import ChatSession, ContextTrimmed, ReplyFinished, TextDelta, add_user_message
@@ -81,16 +127,14 @@ def ask(args: argparse.Namespace) -> int:
 
     profile = Profile.open()
     logs.install(profile.paths.logs)
-    settings = profile.settings
-    gen = settings.generation
-    overrides = {k: v for k, v in (("max_tokens", args.max_tokens), ("temperature", args.temperature), ("seed", args.seed)) if v is not None}
-    if overrides:
-        import dataclasses
-
-        settings = settings.replace(generation=dataclasses.replace(gen, **overrides))
+    if profile.store.notice:
+        print(f"warning: {profile.store.notice}", file=sys.stderr)
+    settings = _with_overrides(profile.settings, args)
+    # Every argument is checked before the message is stored, so a typo leaves no half-started conversation.
     if args.conversation is not None:
-        profile.store.get_conversation(args.conversation)  # a clear error before any model work
-    user = add_user_message(profile.store, args.conversation, args.prompt)
+        profile.store.get_conversation(args.conversation)
+    profile.model_entry(args.model)
+    user = add_user_message(profile.store, args.conversation, _valid_text(args.prompt))
     engine = load_engine(profile, args.model)
     session = ChatSession(profile.store, engine, settings)
     text, final = "", None
@@ -105,22 +149,49 @@ def ask(args: argparse.Namespace) -> int:
         elif isinstance(event, ReplyFinished):
             final = event
     if args.json and final is not None:
-        stats = final.stats
-        print(json.dumps({
-            "text": text,
-            "ttft_s": round(stats.ttft_s, 4),
-            "tokens": stats.completion_tokens,
-            "tokens_per_s": round(stats.tokens_per_s, 2),
-            "model": engine.info.model_id,
-            "backend": engine.info.backend,
-            "conversation_id": user.conversation_id,
-            "message_id": final.message.id,
-            "prompt_tokens": stats.prompt_tokens,
-            "prompt_evaluated": stats.prompt_evaluated,
-        }))
+        print(json.dumps(_json_result(text, final, engine.info)))
     elif not args.json:
         print()
     engine.close()
     profile.close()
     return 0
 
+
+def _json_result(text: str, final: ReplyFinished, info: EngineInfo) -> dict[str, object]:
+    stats = final.stats
+    return {
+        "text": text,
+        "ttft_s": round(stats.ttft_s, 4),
+        "tokens": stats.completion_tokens,
+        "tokens_per_s": round(stats.tokens_per_s, 2),
+        "model": info.model_id,
+        "backend": info.backend,
+        "conversation_id": final.message.conversation_id,
+        "message_id": final.message.id,
+        "prompt_tokens": stats.prompt_tokens,
+        "prompt_evaluated": stats.prompt_evaluated,
+    }
+
+
+def _with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
+    """The profile's settings with this command's --max-tokens, --temperature and --seed applied."""
+    options = (("max_tokens", args.max_tokens), ("temperature", args.temperature), ("seed", args.seed))
+    overrides = {name: value for name, value in options if value is not None}
+    if not overrides:
+        return settings
+    try:
+        return settings.replace(generation=dataclasses.replace(settings.generation, **overrides))
+    except ValueError as exc:
+        raise HearthError(f"Invalid option: {exc}", "See `hearth ask --help` for the allowed values.") from exc
+
+
+def _valid_text(prompt: str) -> str:
+    """The prompt as storable text: bytes that were not UTF-8 in the command line become U+FFFD.
+
+    Python keeps such bytes as lone surrogates, which SQLite (and the model) cannot take.
+    """
+    try:
+        raw = prompt.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that did not come from the command line's bytes
+        raw = prompt.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace")

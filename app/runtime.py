@@ -59,7 +59,9 @@ def load_engine(profile: Profile, model_id: str | None = None, progress: Progres
     if progress:
         progress(0, 0, f"Loading {entry.name}…")
     s = profile.settings
-    return LlamaCppEngine(path, model_id=entry.id, n_ctx=s.n_ctx, n_threads=s.n_threads, n_gpu_layers=s.n_gpu_layers)
+    return LlamaCppEngine(
+        path, model_id=entry.id, model_name=entry.name, n_ctx=s.n_ctx, n_threads=s.n_threads, n_gpu_layers=s.n_gpu_layers
+    )
 
 
 __all__ = ["Catalog", "Profile", "load_engine"]

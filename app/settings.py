@@ -71,9 +71,13 @@ class Settings:
         """Build settings from stored JSON, keeping every valid value and dropping the rest."""
         result = cls()
         gen = result.generation
+        stored_gen = data.get("generation") or {}
+        if not isinstance(stored_gen, dict):
+            log.warning("ignoring stored setting generation=%r: it is not an object", stored_gen)
+            stored_gen = {}
         for f in dataclasses.fields(GenerationSettings):
-            if f.name in data.get("generation", {}) or {}:
-                gen = _try_set(gen, f.name, data["generation"][f.name])
+            if f.name in stored_gen:
+                gen = _try_set(gen, f.name, stored_gen[f.name])
         result = dataclasses.replace(result, generation=gen)
         for f in dataclasses.fields(cls):
             if f.name != "generation" and f.name in data:

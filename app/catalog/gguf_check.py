@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import mmap
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ class GGUFInfo:
     file_size: int
     version: int = 3
     tensor_count: int = 0
+    metadata: dict[str, object] = field(default_factory=dict, compare=False, repr=False)  # scalars and strings
 
     @property
     def known_architecture(self) -> bool:
@@ -213,6 +214,7 @@ def _parse(path: Path, cursor: _Cursor) -> GGUFInfo:
         file_size=cursor.size,
         version=version,
         tensor_count=tensor_count,
+        metadata=metadata,
     )
 
 

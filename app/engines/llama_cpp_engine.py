@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from app.catalog.gguf_check import inspect_gguf, is_known_architecture
+from app.catalog.gguf_check import GGUFInfo, inspect_gguf, is_known_architecture
 from app.core.conversation import ChatMessage
 from app.engines.chat_template import ChatTemplate, choose_template
 from app.engines.llm import EngineInfo, GenerationStats
@@ -61,8 +61,11 @@ class LlamaCppEngine:
         n_threads: int = 1,
         n_gpu_layers: int = -1,
         chat_format: str = "auto",
+        model_name: str | None = None,
     ) -> None:
         gguf = inspect_gguf(model_path)  # clear errors for missing / not-GGUF / truncated files
+        if n_gpu_layers == 0 or gpu_backend() == "CPU":
+            _check_memory(model_path, gguf, n_ctx)
         self._llm = _load_llama(model_path, gguf.architecture, n_ctx, n_threads, n_gpu_layers)
         backend = gpu_backend()
         offloaded = 0 if backend == "CPU" else (self._llm.n_layers() if n_gpu_layers < 0 else n_gpu_layers)
@@ -70,7 +73,7 @@ class LlamaCppEngine:
         self._stop_strings = self._template.stop_strings
         self._info = EngineInfo(
             model_id=model_id,
-            model_name=gguf.name or model_path.stem,
+            model_name=model_name or gguf.name or model_path.stem,
             backend=backend,
             n_ctx=self._llm.n_ctx(),
             gpu_layers=offloaded,
@@ -213,6 +216,38 @@ def _split_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str, bool]:
                 hold = max(hold, n)
                 break
     return (text[:-hold], text[-hold:], False) if hold else (text, "", False)
+
+
+def kv_cache_bytes(gguf: GGUFInfo, n_ctx: int) -> int:
+    """Bytes llama.cpp's f16 KV cache needs for `n_ctx` tokens (0 when the header cannot say)."""
+    meta, arch = gguf.metadata, gguf.architecture
+
+    def number(key: str) -> int:
+        value = meta.get(f"{arch}.{key}")
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    layers, embd, heads = number("block_count"), number("embedding_length"), number("attention.head_count")
+    kv_heads = number("attention.head_count_kv") or heads
+    if not (layers and embd and heads):
+        return 0
+    return n_ctx * layers * 2 * (embd // heads) * kv_heads * 2
+
+
+def _check_memory(path: Path, gguf: GGUFInfo, n_ctx: int) -> None:
+    """Refuse early, with a useful message, a load that cannot fit in memory.
+
+    llama.cpp would otherwise spend many seconds trying to allocate before failing.
+    """
+    import psutil
+
+    need = gguf.file_size + kv_cache_bytes(gguf, n_ctx)
+    have = psutil.virtual_memory().available + psutil.swap_memory().free
+    if need > have:
+        raise ModelError(
+            f"Not enough memory to load {path.name} with a {n_ctx}-token context: it needs about "
+            f"{need / 2**30:.1f} GiB and {have / 2**30:.1f} GiB is free.",
+            "Lower the context size in Settings › Model, or close other programs.",
+        )
 
 
 def _load_llama(path: Path, architecture: str, n_ctx: int, n_threads: int, n_gpu_layers: int) -> "Llama":

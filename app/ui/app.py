@@ -12,6 +12,7 @@ LAUNCH_T0 = time.perf_counter()
 
 
 def run_gui() -> int:
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from app.ui.chat_controller import ChatController
@@ -29,10 +30,13 @@ def run_gui() -> int:
     controller.profileReady.connect(lambda profile: apply_theme(app, profile.settings.theme))
     if os.environ.get("HEARTH_EXIT_AFTER_SHOW"):
         # Used by `hearth bench` to time launch-to-window: report, then quit.
-        window.shown.connect(lambda: (print(f"window-shown {time.perf_counter() - LAUNCH_T0:.4f}", flush=True), app.quit()))
+        window.shown.connect(lambda: print(f"window-shown {time.perf_counter() - LAUNCH_T0:.4f}", flush=True))
+        window.shown.connect(lambda: QTimer.singleShot(0, app.quit))
     window.show()
     controller.start()
-    return app.exec()
+    code = app.exec()
+    window.close()  # also when the loop ended without a close event: stops work, closes the store
+    return code
 
 
 def _open_profile():  # type: ignore[no-untyped-def]

@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from app.core.conversation import Message
 from app.core.export import export_conversation
-from app.core.turn import ChatSession, ContextTrimmed, ReplyFinished, ReplyStarted, TextDelta, TurnEvent, add_user_message
+from app.core.store import Store
+from app.core.turn import (
+    ChatSession,
+    ContextTrimmed,
+    ReplyFinished,
+    ReplyStarted,
+    TextDelta,
+    TurnEvent,
+    add_user_message,
+)
 from app.engines.llm import ChatEngine
 from app.errors import HearthError, ModelError
 from app.runtime import Profile
@@ -27,6 +39,29 @@ log = logging.getLogger("hearth.ui")
 Progress = Callable[[int, int, str], None]
 EngineFactory = Callable[[Profile, Progress], ChatEngine]
 RELOAD_KEYS = ("model_id", "n_ctx", "n_threads", "n_gpu_layers")
+
+
+@dataclass(frozen=True)
+class Reopened:
+    """The conversation as stored once a regenerate or edit rewrote it, without the new reply."""
+
+    messages: list[Message]
+
+
+def with_reopen(store: Store, conversation_id: int, events: Iterator[TurnEvent]) -> Iterator[TurnEvent | Reopened]:
+    """Put the rewritten conversation into the turn's own stream, just before the new reply.
+
+    Regenerate and edit delete messages first. Reading the result here, on the turn's lane,
+    delivers it in order — after the deletion, before the first word — so the view never
+    mixes the old reply with the new one or misses words while it reloads.
+    """
+    for event in events:
+        if isinstance(event, ContextTrimmed):
+            continue  # the marker is already stored, so the reopened messages show it
+        if isinstance(event, ReplyStarted):
+            messages = [m for m in store.messages(conversation_id) if m.id != event.message.id]
+            yield Reopened(messages)
+        yield event
 
 
 def describe(error: BaseException) -> tuple[str, str]:
@@ -65,6 +100,8 @@ class ChatController(QObject):
         self.busy = False
         self._cancel = threading.Event()
         self._streaming: int | None = None
+        self._live: Message | None = None  # the reply being written, and every word of it so far
+        self._live_text = ""
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -120,8 +157,15 @@ class ChatController(QObject):
 
     def _opened(self, conversation_id: int, messages: list[Any]) -> None:
         if conversation_id == self.current:
-            self.conversationOpened.emit(conversation_id, messages)
+            self.conversationOpened.emit(conversation_id, self._with_live_text(messages))
             self.update_context_usage()
+
+    def _with_live_text(self, messages: list[Message]) -> list[Message]:
+        """The store holds a reply being written only as of its last commit; show every word."""
+        live = self._live
+        if live is None:
+            return messages
+        return [replace(m, content=self._live_text, status="streaming") if m.id == live.id else m for m in messages]
 
     def update_context_usage(self) -> None:
         session, cid = self.session, self.current
@@ -216,28 +260,27 @@ class ChatController(QObject):
     def stop(self) -> None:
         self._cancel.set()
 
-    def _run_turn(self, make: Callable[[ChatSession, threading.Event], Any], reopen: bool = False) -> None:
+    def _run_turn(self, make: Callable[[ChatSession, threading.Event], Iterator[TurnEvent]], reopen: bool = False) -> None:
         self._cancel = cancel = threading.Event()
-        self._streaming = self.current
+        self._streaming = cid = self.current
 
-        def turn() -> Any:
+        def turn() -> Iterator[TurnEvent | Reopened]:
             session = self.session
             if session is None:
                 raise ModelError("No model is loaded.", "Choose a model in Settings › Model, or check the message above.")
-            return make(session, cancel)
+            events = make(session, cancel)
+            return with_reopen(session.store, cid, events) if reopen and cid is not None else events
 
-        def first(event: TurnEvent) -> None:
-            if reopen and isinstance(event, (ReplyStarted, ContextTrimmed)):
-                self.open_conversation(self._streaming)
-            self._on_event(event)
-
-        job = self.runner.stream("llm", turn, first)
+        job = self.runner.stream("llm", turn, self._on_event)
         job.fail(self._turn_failed).always(self._turn_done)
 
-    def _on_event(self, event: TurnEvent) -> None:
+    def _on_event(self, event: TurnEvent | Reopened) -> None:
+        self._track_live(event)
         if self._streaming != self.current:
             return  # the user switched away; the store still gets the whole reply
-        if isinstance(event, TextDelta):
+        if isinstance(event, Reopened):
+            self.conversationOpened.emit(self.current, event.messages)
+        elif isinstance(event, TextDelta):
             self.replyDelta.emit(event.text)
         elif isinstance(event, ReplyStarted):
             self.replyStarted.emit(event.message)
@@ -247,11 +290,21 @@ class ChatController(QObject):
             self.replyFinished.emit(event.message)
             self.contextUsage.emit(event.context_used, event.n_ctx)
 
+    def _track_live(self, event: TurnEvent | Reopened) -> None:
+        # Followed whichever conversation is on screen, so coming back to this one shows it all.
+        if isinstance(event, ReplyStarted):
+            self._live, self._live_text = event.message, ""
+        elif isinstance(event, TextDelta):
+            self._live_text += event.text
+        elif isinstance(event, ReplyFinished):
+            self._live = None
+
     def _turn_failed(self, error: BaseException) -> None:
         self.notice.emit(*describe(error))
         self.open_conversation(self.current)
 
     def _turn_done(self) -> None:
+        self._live = None
         self._set_busy(False)
         self.refresh_conversations()
 
@@ -274,10 +327,13 @@ class ChatController(QObject):
             self.load_engine()
 
     def shutdown(self) -> None:
+        """Stop the reply, let the running work end, then close the engine and the store."""
         self._cancel.set()
-        session = self.session
-        if session is not None:
-            self.runner.submit("llm", session.engine.close)
-        if self.profile is not None:
-            self.runner.submit("io", self.profile.close)
+        # The lanes drain first: a stopped reply still writes its last words and its status,
+        # which it could not do once the store is closed.
         self.runner.shutdown(wait=True)
+        session, self.session = self.session, None
+        if session is not None:
+            session.engine.close()
+        if self.profile is not None:
+            self.profile.close()

@@ -11,7 +11,7 @@ regenerate); every other link goes through the browser's confirm-before-opening 
 from __future__ import annotations
 
 import html
-from typing import Sequence
+from collections.abc import Sequence
 
 from PySide6.QtCore import QTimer, QUrl, Signal
 from PySide6.QtGui import QGuiApplication, QPalette, QTextCursor
@@ -23,6 +23,8 @@ from app.ui.safe_browser import SafeTextBrowser, confirm_and_open
 
 ACTION_SCHEME = "hearth-action"
 REFRESH_MS = 40
+ACTION_SEPARATOR = " · "
+REGENERATE_HREF = f"{ACTION_SCHEME}:regenerate:"
 
 ROLE_LABEL = {"user": "You", "assistant": "Hearth"}
 STATUS_NOTE = {
@@ -57,17 +59,22 @@ class ChatView(SafeTextBrowser):
         self._timer.timeout.connect(self._refresh_stream)
         self.copyRequested.connect(self._copy)
         self.linkRequested.connect(self._on_link)
+        self.show_messages([])  # the welcome text, until a conversation opens
 
     # -- whole conversation ---------------------------------------------------------------
 
     def show_messages(self, messages: Sequence[Message]) -> None:
+        """Show a conversation; a reply still being written at its end goes on streaming."""
         self._timer.stop()
-        self._stream = None
-        self._messages = list(messages)
+        self._stream, self._stream_start = None, -1
+        live = messages[-1] if messages and messages[-1].status == "streaming" else None
+        self._messages = list(messages[:-1] if live else messages)
         self._code.clear()
         last_assistant = next((m.id for m in reversed(self._messages) if m.role == "assistant"), None)
         blocks = [self._block(m, m.id == last_assistant) for m in self._messages]
-        self.setHtml(self._page(blocks))
+        self.setHtml(self._page(blocks) if blocks or live is None else "")
+        if live is not None:
+            self.begin_reply(live)
         self._scroll_to_end()
 
     def append_message(self, message: Message) -> None:
@@ -77,7 +84,8 @@ class ChatView(SafeTextBrowser):
     # -- streaming reply ------------------------------------------------------------------
 
     def begin_reply(self, message: Message) -> None:
-        self._stream, self._stream_text = message, ""
+        self._drop_regenerate_link()
+        self._stream, self._stream_text = message, message.content
         self._stream_start = self._end_position()
         self._insert_at_end(self._block(message, False))
         self._timer.start()
@@ -91,7 +99,10 @@ class ChatView(SafeTextBrowser):
         self._timer.stop()
         self._stream = None
         self._messages.append(message)
-        self._replace_tail(self._block(message, True))
+        if self._stream_start < 0:  # this page was shown before the reply began
+            self._insert_at_end(self._block(message, True))
+        else:
+            self._replace_tail(self._block(message, True))
         self._stream_start = -1
 
     @property
@@ -129,6 +140,32 @@ class ChatView(SafeTextBrowser):
         cursor.insertHtml(block_html)
         if following:
             self._scroll_to_end()
+
+    def _drop_regenerate_link(self) -> None:
+        """Only the newest reply offers Regenerate: take the link off the reply before it.
+
+        Blocks are only ever added or replaced at the end, so the link to remove is the last
+        one in the document; walking back from the end finds it within a message or two.
+        """
+        block = self.document().lastBlock()
+        while block.isValid():
+            fragments = block.begin()
+            while not fragments.atEnd():
+                fragment = fragments.fragment()
+                if fragment.charFormat().anchorHref().startswith(REGENERATE_HREF):
+                    self._remove_link(fragment.position(), fragment.length())
+                    return
+                fragments += 1
+            block = block.previous()
+
+    def _remove_link(self, start: int, length: int) -> None:
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(max(0, start - len(ACTION_SEPARATOR)))
+        cursor.setPosition(start, QTextCursor.MoveMode.KeepAnchor)
+        if cursor.selectedText() != ACTION_SEPARATOR:
+            cursor.setPosition(start)
+        cursor.setPosition(start + length, QTextCursor.MoveMode.KeepAnchor)
+        cursor.removeSelectedText()
 
     def _scroll_to_end(self) -> None:
         bar = self.verticalScrollBar()
@@ -169,7 +206,7 @@ class ChatView(SafeTextBrowser):
             links.append(f"<a href='{ACTION_SCHEME}:edit:{message.id}'>Edit</a>")
         if message.role == "assistant" and latest_reply:
             links.append(f"<a href='{ACTION_SCHEME}:regenerate:{message.id}'>Regenerate</a>")
-        return "<p style='font-size:small'>" + " · ".join(links) + "</p>"
+        return "<p style='font-size:small'>" + ACTION_SEPARATOR.join(links) + "</p>"
 
     # -- clicks ---------------------------------------------------------------------------
 

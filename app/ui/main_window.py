@@ -33,6 +33,7 @@ from app.ui.sidebar import Sidebar
 from app.ui.theme import apply_theme
 
 ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
+NOTICE_BACKGROUND = "#f6d98b"
 
 
 class MessageBar(QWidget):
@@ -52,8 +53,10 @@ class MessageBar(QWidget):
         row.setContentsMargins(10, 6, 10, 6)
         row.addWidget(self.label, 1)
         row.addWidget(close)
-        self.setAutoFillBackground(True)
-        self.setStyleSheet("MessageBar { background: #f6d98b; } QLabel { color: #3a2a00; }")
+        # A plain QWidget ignores a style-sheet background unless asked; without it the dark
+        # text would sit on the dark theme's window colour.
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self.setStyleSheet(f"MessageBar {{ background: {NOTICE_BACKGROUND}; }} QLabel {{ color: #3a2a00; }}")
         self.hide()
 
     def show_notice(self, message: str, hint: str = "") -> None:
@@ -107,13 +110,17 @@ class MainWindow(QMainWindow):
         self.load_progress.setMaximumWidth(180)
         self.context_meter = QProgressBar(self)
         self.context_meter.setAccessibleName("Context used")
-        self.context_meter.setFormat("Context %v / %m tokens")
-        self.context_meter.setMaximumWidth(260)
+        self.context_meter.setFormat("%v / %m tokens")
+        self.context_meter.setMinimumWidth(200)
+        self.context_meter.setToolTip("How much of the model's context window this conversation uses")
+        context_label = QLabel("Context", self)
+        context_label.setBuddy(self.context_meter)
         self.context_meter.setRange(0, 1)
         self.context_meter.setValue(0)
         bar = self.statusBar()
         bar.addWidget(self.model_label, 1)
         bar.addPermanentWidget(self.load_progress)
+        bar.addPermanentWidget(context_label)
         bar.addPermanentWidget(self.context_meter)
 
     def _build_menu(self) -> None:
@@ -208,8 +215,7 @@ class MainWindow(QMainWindow):
     def _send(self, text: str) -> None:
         editing = self.composer.editing_id
         if editing is not None:
-            self.composer.editing_id = None
-            self.composer.leave_edit_mode()
+            self.composer.leave_edit_mode()  # hides the banner and clears the box
             self.controller.edit_and_resend(editing, text)
             return
         self.composer.clear()

@@ -170,7 +170,8 @@ def _image(self: Any, tokens: Sequence[Token], idx: int, options: OptionsDict, e
     alt = self.renderInlineAsText(token.children or [], options, env)
     src = str(token.attrGet("src") or "")
     theme = _theme(env)
-    # Shown as text only: Qt would fetch an <img> (or the user might click a link) at once.
+    # Text only, not even a link: an <img> loads with no action from the user, which is what
+    # makes it an exfiltration channel; the URL stays visible so nothing is hidden either.
     return f'<span style="color:{theme.muted};">[image: {escape(alt)}] ({escape(src)})</span>'
 
 

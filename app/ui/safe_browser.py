@@ -188,7 +188,7 @@ class SafeTextBrowser(QTextBrowser):
         if result is None:
             shown = url.toString()
             self.blocked.append(shown)
-            log.debug("blocked resource (type %d): %s", int(resource_type), shown)
+            log.debug("blocked resource (type %d): %.200s", int(resource_type), shown)
         return result
 
     def _load_allowed(self, resource_type: int, url: QUrl) -> object | None:

@@ -7,7 +7,7 @@ and hands the new value back. Nothing here touches the disk: the window saves of
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 from PySide6.QtWidgets import (
     QComboBox,

@@ -12,8 +12,9 @@ the GUI thread itself never waits on a model, a disk or a device.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
 
@@ -48,15 +49,15 @@ class Job:
         self._done: list[Callable[[], None]] = []
         self.future: Future[Any] | None = None
 
-    def then(self, fn: Callable[[Any], None]) -> "Job":
+    def then(self, fn: Callable[[Any], None]) -> Job:
         self._ok.append(fn)
         return self
 
-    def fail(self, fn: Callable[[BaseException], None]) -> "Job":
+    def fail(self, fn: Callable[[BaseException], None]) -> Job:
         self._err.append(fn)
         return self
 
-    def always(self, fn: Callable[[], None]) -> "Job":
+    def always(self, fn: Callable[[], None]) -> Job:
         self._done.append(fn)
         return self
 
@@ -80,6 +81,7 @@ class Runner:
     def __init__(self) -> None:
         self._bridge = _Bridge()
         self._lanes = {name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hearth-{name}") for name in LANES}
+        self._closed = False
 
     def post(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the GUI thread (from any thread)."""
@@ -87,6 +89,11 @@ class Runner:
 
     def submit(self, lane: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
         job = Job(self._bridge)
+        if self._closed:
+            # Results of the last jobs may still arrive after shutdown and ask for more work
+            # (a refresh, a reload); with the window gone it has nowhere to go.
+            log.debug("runner is shut down; dropped %s", getattr(fn, "__qualname__", fn))
+            return job
 
         def work() -> None:
             try:
@@ -109,5 +116,6 @@ class Runner:
         return self.submit(lane, iterate)
 
     def shutdown(self, wait: bool = True) -> None:
+        self._closed = True
         for executor in self._lanes.values():
             executor.shutdown(wait=wait, cancel_futures=True)

@@ -1,0 +1,235 @@
+"""`hearth bench`: Hearth's speed, measured side by side in one run, printed as figures.
+
+Each figure is a ratio or a time measured now, on this machine, against its target:
+
+- decode_ratio: tokens/s through Hearth's engine ÷ bare llama-cpp-python (same GGUF, threads, context);
+- ttft_ratio: time to first token at turn 10 ÷ turn 1 of a conversation that reaches ~1,500 tokens;
+- gui_stall_ms: the longest event-loop stall while a 200-token reply streams into the real window;
+- launch_s: process start → main window visible (the model may still be loading);
+- rss_growth_mb: resident memory after 200 turns minus after 20 turns.
+
+Conversations made by the benchmark live in a temporary folder; only the model comes from the
+user's data folder (fetched and verified there if needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from app.catalog.catalog import load_catalog
+from app.catalog.library import ModelLibrary
+from app.core.conversation import ChatMessage
+from app.core.store import Store
+from app.core.turn import ChatSession, TextDelta, add_user_message
+from app.engines.llama_cpp_engine import LlamaCppEngine
+from app.paths import default_paths
+from app.settings import GenerationSettings, Settings, physical_cores
+
+N_CTX = 2048
+STORY = "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle."
+FILLER = (
+    "Here is some background about my garden: the soil is heavy clay, the beds face south, and last year the "
+    "tomatoes split after heavy rain while the beans climbed well on the old fence. "
+)
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    target: float
+    better: str  # "higher" or "lower"
+    unit: str
+    detail: dict[str, float]
+
+    @property
+    def ok(self) -> bool:
+        return self.value >= self.target if self.better == "higher" else self.value <= self.target
+
+
+def model_path() -> Path:
+    library = ModelLibrary(default_paths().ensure(), load_catalog())
+    return library.ensure(library.get(Settings().model_id))
+
+
+def make_engine(path: Path) -> LlamaCppEngine:
+    return LlamaCppEngine(path, model_id="bench", n_ctx=N_CTX, n_threads=physical_cores())
+
+
+# -- decode speed ---------------------------------------------------------------------------
+
+
+def _bare_decode_tps(llm: object, prompt: str, max_tokens: int) -> float:
+    stamps = []
+    for _ in llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0, stream=True):  # type: ignore[attr-defined]
+        stamps.append(time.perf_counter())
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 2 else 0.0
+
+
+def _hearth_decode_tps(engine: LlamaCppEngine, messages: list[ChatMessage], max_tokens: int) -> float:
+    settings = GenerationSettings(temperature=0.0, max_tokens=max_tokens, seed=1)
+    for _ in engine.stream(messages, settings):
+        pass
+    return engine.last_stats.tokens_per_s
+
+
+def bench_decode(path: Path, rounds: int = 3, max_tokens: int = 128) -> Figure:
+    from llama_cpp import Llama
+
+    engine = make_engine(path)
+    bare = Llama(model_path=str(path), n_ctx=N_CTX, n_threads=physical_cores(), n_threads_batch=physical_cores(), verbose=False)
+    messages = [ChatMessage("system", "You are a storyteller."), ChatMessage("user", STORY)]
+    prompt = engine.template.render(messages)
+    hearth, plain = [], []
+    for _ in range(rounds):  # interleaved, so drift in machine load hits both sides alike
+        hearth.append(_hearth_decode_tps(engine, messages, max_tokens))
+        plain.append(_bare_decode_tps(bare, prompt, max_tokens))
+    engine.close()
+    bare.close()
+    h, b = statistics.median(hearth), statistics.median(plain)
+    return Figure("decode_ratio", h / b, 0.97, "higher", "×", {"hearth_tok_s": h, "bare_tok_s": b})
+
+
+# -- time to first token across a growing conversation ------------------------------------
+
+
+def _first_token_s(session: ChatSession, conversation_id: int) -> float:
+    started, first = time.perf_counter(), 0.0
+    for event in session.reply(conversation_id):
+        if isinstance(event, TextDelta) and not first:
+            first = time.perf_counter() - started
+    return first
+
+
+def bench_ttft(path: Path, folder: Path, turns: int = 10) -> Figure:
+    engine = make_engine(path)
+    store = Store.open(folder / "ttft.db")
+    settings = Settings(generation=GenerationSettings(temperature=0.0, max_tokens=40, seed=3))
+    session = ChatSession(store, engine, settings)
+    cid, times = None, []
+    for turn in range(turns):
+        cid = add_user_message(store, cid, f"Turn {turn + 1}. {FILLER}What should I plant next?").conversation_id
+        times.append(_first_token_s(session, cid))
+    used, _ = session.context_usage(cid)
+    engine.close()
+    store.close()
+    return Figure("ttft_ratio", times[-1] / times[0], 1.3, "lower", "×", {"ttft_turn1_s": times[0], f"ttft_turn{turns}_s": times[-1], "history_tokens": used})
+
+
+# -- memory over many turns ---------------------------------------------------------------
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def bench_rss(path: Path, folder: Path, turns: int = 200, early: int = 20) -> Figure:
+    engine = make_engine(path)
+    store = Store.open(folder / "rss.db")
+    session = ChatSession(store, engine, Settings(generation=GenerationSettings(temperature=0.7, max_tokens=12, seed=5)))
+    cid, at_early = None, 0.0
+    for turn in range(1, turns + 1):
+        cid = add_user_message(store, cid, f"Question {turn}: name a colour and a fruit.").conversation_id
+        for _ in session.reply(cid):
+            pass
+        if turn == early:
+            at_early = _rss_mb()
+    at_end = _rss_mb()
+    engine.close()
+    store.close()
+    return Figure("rss_growth_mb", at_end - at_early, 30.0, "lower", "MB", {f"rss_turn{early}_mb": at_early, f"rss_turn{turns}_mb": at_end})
+
+
+# -- the window -----------------------------------------------------------------------------
+
+
+def bench_launch(folder: Path, runs: int = 5) -> Figure:
+    env = dict(os.environ, HEARTH_HOME=str(folder / "launch-home"), HEARTH_EXIT_AFTER_SHOW="1")
+    if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
+        env["QT_QPA_PLATFORM"] = "offscreen"
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "app"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("window-shown"):
+                times.append(time.perf_counter() - started)
+                break
+        proc.wait(timeout=60)
+    if not times:
+        raise RuntimeError("the window never reported itself shown")
+    return Figure("launch_s", statistics.median(times), 1.5, "lower", "s", {"best_s": min(times), "worst_s": max(times)})
+
+
+def bench_gui_stall(path: Path, folder: Path) -> Figure:
+    from app.ui.stall_probe import measure_stall
+
+    result = measure_stall(path, folder, max_tokens=200)
+    return Figure("gui_stall_ms", result["stall_ms"], 50.0, "lower", "ms", result)
+
+
+# -- running --------------------------------------------------------------------------------
+
+ALL = ("decode_ratio", "ttft_ratio", "gui_stall_ms", "launch_s", "rss_growth_mb")
+
+
+def run_all(only: list[str] | None = None, log: Callable[[str], None] = lambda s: None) -> list[Figure]:
+    path = model_path()
+    wanted = [name for name in ALL if not only or name in only]
+    steps: dict[str, Callable[[Path], Figure]] = {
+        "decode_ratio": lambda folder: bench_decode(path),
+        "ttft_ratio": lambda folder: bench_ttft(path, folder),
+        "gui_stall_ms": lambda folder: bench_gui_stall(path, folder),
+        "launch_s": lambda folder: bench_launch(folder),
+        "rss_growth_mb": lambda folder: bench_rss(path, folder),
+    }
+    figures = []
+    with tempfile.TemporaryDirectory(prefix="hearth-bench-") as tmp:
+        for name in wanted:
+            log(f"measuring {name}…")
+            figures.append(steps[name](Path(tmp)))
+    return figures
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    log = (lambda s: print(s, file=sys.stderr)) if not args.json else (lambda s: None)
+    figures = run_all(args.only, log)
+    if args.json:
+        print(json.dumps({"figures": [asdict(f) | {"ok": f.ok} for f in figures], "machine": _machine()}, indent=2))
+    else:
+        for f in figures:
+            mark = "ok " if f.ok else "MISS"
+            target = f"{'≥' if f.better == 'higher' else '≤'} {f.target:g}"
+            details = ", ".join(f"{k}={v:.3g}" for k, v in f.detail.items())
+            print(f"[{mark}] {f.name:14s} {f.value:8.3f} {f.unit:3s} (target {target})  {details}")
+    return 0
+
+
+def _machine() -> dict[str, object]:
+    import platform
+
+    import llama_cpp
+
+    from app.engines.llama_cpp_engine import gpu_backend
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "threads": physical_cores(),
+        "llama_cpp_python": llama_cpp.__version__,
+        "backend": gpu_backend(),
+    }

@@ -48,7 +48,7 @@ class DataPaths:
         """Partial downloads live here until verified, then move atomically into `models`."""
         return self.root / "models" / ".partial"
 
-    def ensure(self) -> "DataPaths":
+    def ensure(self) -> DataPaths:
         """Create the folders and prove the root is writable, or raise a clear error."""
         try:
             for folder in (self.root, self.models, self.logs, self.downloads):

@@ -6,8 +6,8 @@ Qt-free, so the CLI, the benchmarks and the tests build Hearth exactly as the wi
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from app.catalog.catalog import Catalog, ModelEntry, load_catalog
 from app.catalog.library import ModelLibrary
@@ -31,7 +31,7 @@ class Profile:
     library: ModelLibrary
 
     @classmethod
-    def open(cls, paths: DataPaths | None = None) -> "Profile":
+    def open(cls, paths: DataPaths | None = None) -> Profile:
         paths = (paths or default_paths()).ensure()
         settings = load_settings(paths.settings)
         store = Store.open(paths.database)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from app.core.conversation import ChatMessage
 from app.engines.llm import EngineInfo, GenerationStats

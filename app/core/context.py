@@ -10,8 +10,8 @@ so that overflowing costs one full prompt evaluation every several turns, not ev
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from app.core.conversation import ChatMessage, Message
 from app.errors import PromptError

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Union
 
 from app.core.context import ContextPlan, describe_drop, plan_context, to_chat, visible_dialogue
 from app.core.conversation import Conversation, Message
@@ -51,7 +51,7 @@ class ReplyFinished:
     n_ctx: int
 
 
-TurnEvent = Union[ContextTrimmed, ReplyStarted, TextDelta, ReplyFinished]
+TurnEvent = ContextTrimmed | ReplyStarted | TextDelta | ReplyFinished
 
 
 class ChatSession:

@@ -9,8 +9,9 @@ how KV-cache reuse shows).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Protocol, Sequence
+from typing import Protocol
 
 from app.core.conversation import ChatMessage
 from app.settings import GenerationSettings

@@ -13,10 +13,11 @@ LAUNCH_T0 = time.perf_counter()
 
 def run_gui() -> int:
     from PySide6.QtCore import QTimer
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     from app.ui.chat_controller import ChatController
-    from app.ui.main_window import MainWindow
+    from app.ui.main_window import ASSETS, MainWindow
     from app.ui.tasks import Runner
     from app.ui.theme import apply_theme
 
@@ -24,6 +25,8 @@ def run_gui() -> int:
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
     app.setStyle("Fusion")
+    app.setDesktopFileName("hearth")
+    app.setWindowIcon(QIcon(str(ASSETS / "hearth.svg")))
     apply_theme(app, "system")  # the user's choice is applied once settings are read
     controller = ChatController(Runner(), _open_profile, _load_engine)
     window = MainWindow(controller)

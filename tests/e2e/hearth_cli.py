@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +21,15 @@ MODEL_ID = "smollm2-135m-instruct"
 # Greedy and short: each answer takes about a second on two cores, and the same every time.
 FAST = ("--temperature", "0", "--seed", "1", "--max-tokens", "24")
 TIMEOUT_S = 120
+# One llama.cpp thread: the 135M model is quick on one core, and llama.cpp's threads spin-wait on
+# each other, so on a two-core machine that is busy with anything else two threads run many times slower.
+BASE_SETTINGS: dict[str, object] = {"n_threads": 1}
+
+
+def write_settings(home: Path, **values: object) -> None:
+    """The data folder's settings.json: the base settings above, with `values` on top."""
+    home.mkdir(parents=True, exist_ok=True)
+    DataPaths(home).settings.write_text(json.dumps({**BASE_SETTINGS, **values}), encoding="utf-8")
 
 
 def hearth_env(home: Path) -> dict[str, str]:

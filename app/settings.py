@@ -86,10 +86,13 @@ class Settings:
         return result
 
 
+_TYPES: dict[str, type | tuple[type, ...]] = {"float": (int, float), "int": int, "str": str}
+
+
 def validate(obj: Any) -> None:
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        expected = {"float": (int, float), "int": int, "str": str}.get(str(f.type))
+        expected = _TYPES.get(str(f.type))
         if expected and (not isinstance(value, expected) or isinstance(value, bool)):
             raise ValueError(f"{f.name} must be {f.type}, not {value!r}")
         check = f.metadata.get("check")

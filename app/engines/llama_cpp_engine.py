@@ -68,8 +68,9 @@ class LlamaCppEngine:
         if n_gpu_layers == 0 or gpu_backend() == "CPU":
             _check_memory(model_path, gguf, n_ctx)
         self._llm = _load_llama(model_path, gguf.architecture, n_ctx, n_threads, n_gpu_layers)
-        backend = gpu_backend()
-        offloaded = 0 if backend == "CPU" else (self._llm.n_layers() if n_gpu_layers < 0 else n_gpu_layers)
+        build = gpu_backend()
+        offloaded = 0 if build == "CPU" else _offloaded_layers(gguf, n_gpu_layers)
+        backend = build if offloaded else "CPU"  # a GPU build with no layers offloaded runs on the CPU
         self._template = self._pick_template(chat_format)
         self._stop_strings = self._template.stop_strings
         self._info = EngineInfo(
@@ -230,6 +231,15 @@ def _split_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str, bool]:
                 hold = max(hold, n)
                 break
     return (text[:-hold], text[-hold:], False) if hold else (text, "", False)
+
+
+def _offloaded_layers(gguf: GGUFInfo, requested: int) -> int:
+    """Layers on the GPU: all of them (plus the output layer) for -1, else what was asked, capped."""
+    blocks = gguf.metadata.get(f"{gguf.architecture}.block_count")
+    total = int(blocks) + 1 if isinstance(blocks, int) and not isinstance(blocks, bool) else 0
+    if requested < 0:
+        return total
+    return min(requested, total) if total else requested
 
 
 def kv_cache_bytes(gguf: GGUFInfo, n_ctx: int) -> int:

@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from app import APP_NAME, __version__
+
+if TYPE_CHECKING:
+    from app.engines.llama_cpp_engine import LlamaCppEngine
+    from app.runtime import Profile, Progress
 
 LAUNCH_T0 = time.perf_counter()
 
@@ -21,7 +26,8 @@ def run_gui() -> int:
     from app.ui.tasks import Runner
     from app.ui.theme import apply_theme
 
-    app = QApplication.instance() or QApplication(sys.argv)
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv)
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
     app.setStyle("Fusion")
@@ -42,7 +48,7 @@ def run_gui() -> int:
     return code
 
 
-def _open_profile():  # type: ignore[no-untyped-def]
+def _open_profile() -> Profile:
     from app import logs
     from app.runtime import Profile
 
@@ -51,7 +57,7 @@ def _open_profile():  # type: ignore[no-untyped-def]
     return profile
 
 
-def _load_engine(profile, progress):  # type: ignore[no-untyped-def]
+def _load_engine(profile: Profile, progress: Progress) -> LlamaCppEngine:
     from app.runtime import load_engine
 
     return load_engine(profile, progress=progress)

@@ -71,8 +71,8 @@ class Job:
                     log.error("background job failed", exc_info=error)
                 for on_error in self._err:
                     on_error(error)
-            for fn in self._done:
-                fn()
+            for done in self._done:
+                done()
 
         self._bridge.call.emit(deliver)
 

@@ -37,6 +37,14 @@ def run_gui() -> int:
     controller = ChatController(Runner(), _open_profile, _load_engine)
     window = MainWindow(controller)
     controller.profileReady.connect(lambda profile: apply_theme(app, profile.settings.theme))
+
+    def follow_system_scheme() -> None:
+        profile = controller.profile
+        if profile is None or profile.settings.theme == "system":
+            apply_theme(app, "system")
+            controller.open_conversation(controller.current)  # re-render code colours
+
+    app.styleHints().colorSchemeChanged.connect(follow_system_scheme)
     if os.environ.get("HEARTH_EXIT_AFTER_SHOW"):
         # Used by `hearth bench` to time launch-to-window: report, then quit.
         window.shown.connect(lambda: print(f"window-shown {time.perf_counter() - LAUNCH_T0:.4f}", flush=True))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -12,13 +11,6 @@ from app.core.turn import ChatSession, ContextTrimmed, ReplyFinished, ReplyStart
 from app.errors import PromptError
 from app.settings import GenerationSettings, Settings
 from tests.fakes import FakeEngine
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store.open(tmp_path / "t.db")
-    yield s
-    s.close()
 
 
 def run(events) -> tuple[str, list]:  # type: ignore[no-untyped-def]

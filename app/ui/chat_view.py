@@ -77,6 +77,10 @@ class ChatView(SafeTextBrowser):
             self.begin_reply(live)
         self._scroll_to_end()
 
+    def message(self, message_id: int) -> Message | None:
+        """A message shown in this view, by id."""
+        return next((m for m in self._messages if m.id == message_id), None)
+
     def append_message(self, message: Message) -> None:
         self._messages.append(message)
         self._insert_at_end(self._block(message, False))
@@ -225,7 +229,7 @@ class ChatView(SafeTextBrowser):
 
     def _do_action(self, action: str, message_id: int) -> None:
         if action == "copy":
-            message = next((m for m in self._messages if m.id == message_id), None)
+            message = self.message(message_id)
             if message is not None:
                 QGuiApplication.clipboard().setText(message.content)
             return

@@ -231,7 +231,7 @@ class MainWindow(QMainWindow):
         if action == "regenerate":
             self.controller.regenerate()
         elif action == "edit":
-            message = next((m for m in self.chat._messages if m.id == message_id), None)
+            message = self.chat.message(message_id)
             if message is not None:
                 self.composer.enter_edit_mode(message_id, message.content)
 

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask = sub.add_parser("ask", help="ask one question and stream the answer")
     ask.add_argument("prompt")
     ask.add_argument("--conversation", type=int, help="continue this conversation (id)")
-    ask.add_argument("--model", help="model id from `hearth models list`")
+    ask.add_argument("--model", help="model id from `hearth models list` (with the remote engine: the server's model name)")
     ask.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     ask.add_argument("--max-tokens", type=int)
     ask.add_argument("--temperature", type=float)
@@ -133,7 +133,8 @@ def ask(args: argparse.Namespace) -> int:
     # Every argument is checked before the message is stored, so a typo leaves no half-started conversation.
     if args.conversation is not None:
         profile.store.get_conversation(args.conversation)
-    profile.model_entry(args.model)
+    if profile.settings.engine == "local":
+        profile.model_entry(args.model)
     user = add_user_message(profile.store, args.conversation, _valid_text(args.prompt))
     engine = load_engine(profile, args.model)
     session = ChatSession(profile.store, engine, settings)

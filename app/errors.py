@@ -23,6 +23,10 @@ class ModelError(HearthError):
     """A model file is missing, damaged, unsupported, or could not be loaded."""
 
 
+class RemoteError(ModelError):
+    """A remote chat server cannot be reached, refuses us, or answers in a way Hearth cannot read."""
+
+
 class CatalogError(HearthError):
     """The catalog is malformed or names a model Hearth does not know."""
 

@@ -6,6 +6,7 @@ Qt-free, so the CLI, the benchmarks and the tests build Hearth exactly as the wi
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,12 +14,16 @@ from app.catalog.catalog import Catalog, ModelEntry, load_catalog
 from app.catalog.library import ModelLibrary
 from app.core.store import Store
 from app.engines.llama_cpp_engine import LlamaCppEngine
+from app.engines.llm import ChatEngine
+from app.engines.remote import RemoteEngine
+from app.errors import RemoteError
 from app.paths import DataPaths, default_paths
 from app.settings import Settings, load_settings, save_settings
 
 log = logging.getLogger("hearth")
 
 Progress = Callable[[int, int, str], None]
+API_KEY_ENV = "HEARTH_REMOTE_API_KEY"
 
 
 @dataclass
@@ -52,8 +57,13 @@ class Profile:
         self.store.close()
 
 
-def load_engine(profile: Profile, model_id: str | None = None, progress: Progress | None = None) -> LlamaCppEngine:
-    """Make the model file present and verified (fetching it if needed), then load it."""
+def load_engine(profile: Profile, model_id: str | None = None, progress: Progress | None = None) -> ChatEngine:
+    """The engine the settings choose: a local model (fetched and verified if needed) or a remote server.
+
+    For the remote engine `model_id`, when given, is the server's model name.
+    """
+    if profile.settings.engine == "remote":
+        return load_remote_engine(profile.settings, model_id, progress)
     entry = profile.model_entry(model_id)
     path = profile.library.ensure(entry, progress=progress)
     if progress:
@@ -64,4 +74,16 @@ def load_engine(profile: Profile, model_id: str | None = None, progress: Progres
     )
 
 
-__all__ = ["Catalog", "Profile", "load_engine"]
+def load_remote_engine(settings: Settings, model: str | None = None, progress: Progress | None = None) -> RemoteEngine:
+    """Connect to the configured server now, so a wrong address or key shows before the first message."""
+    if not settings.remote_url:
+        raise RemoteError("The remote engine is chosen but no server address is set.", "Enter the base URL in Settings › Model.")
+    if progress:
+        progress(0, 0, f"Connecting to {settings.remote_url}…")
+    api_key = os.environ.get(API_KEY_ENV) or None
+    engine = RemoteEngine(settings.remote_url, model or settings.remote_model, api_key=api_key, n_ctx=settings.n_ctx)
+    engine.connect()
+    return engine
+
+
+__all__ = ["Catalog", "Profile", "load_engine", "load_remote_engine"]

@@ -20,6 +20,7 @@ log = logging.getLogger("hearth.settings")
 
 DEFAULT_INSTRUCTIONS = "You are Hearth, a helpful assistant running on the user's own computer. Answer clearly and concisely."
 THEMES = ("system", "light", "dark")
+ENGINES = ("local", "remote")
 
 
 def physical_cores() -> int:
@@ -33,6 +34,18 @@ def physical_cores() -> int:
     except Exception:  # psutil missing or unsupported platform: assume no hyper-threading
         pass
     return os.cpu_count() or 1
+
+
+def is_http_url(value: str) -> bool:
+    """An http:// or https:// address with a host (the empty string means "not set")."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _meta(description: str, check: Callable[[Any], bool] | None = None) -> dict[str, Any]:
@@ -56,6 +69,10 @@ class Settings:
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     default_instructions: str = field(default=DEFAULT_INSTRUCTIONS, metadata=_meta("Custom instructions for conversations that have none of their own."))
     theme: str = field(default="system", metadata=_meta("Colour scheme: system, light or dark.", lambda v: v in THEMES))
+    # The API key is not a setting: it comes from HEARTH_REMOTE_API_KEY, never from a file.
+    engine: str = field(default="local", metadata=_meta("Who answers: local (this computer) or remote (a chat server).", lambda v: v in ENGINES))
+    remote_url: str = field(default="", metadata=_meta("Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1.", lambda v: v == "" or is_http_url(v)))
+    remote_model: str = field(default="", metadata=_meta("Model name on the remote server (empty = the first it lists)."))
 
     def __post_init__(self) -> None:
         validate(self)

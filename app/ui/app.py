@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from app import APP_NAME, __version__
 
 if TYPE_CHECKING:
-    from app.engines.llama_cpp_engine import LlamaCppEngine
+    from app.engines.llm import ChatEngine
     from app.runtime import Profile, Progress
 
 LAUNCH_T0 = time.perf_counter()
@@ -65,7 +65,7 @@ def _open_profile() -> Profile:
     return profile
 
 
-def _load_engine(profile: Profile, progress: Progress) -> LlamaCppEngine:
+def _load_engine(profile: Profile, progress: Progress) -> ChatEngine:
     from app.runtime import load_engine
 
     return load_engine(profile, progress=progress)

@@ -38,7 +38,7 @@ log = logging.getLogger("hearth.ui")
 
 Progress = Callable[[int, int, str], None]
 EngineFactory = Callable[[Profile, Progress], ChatEngine]
-RELOAD_KEYS = ("model_id", "n_ctx", "n_threads", "n_gpu_layers")
+RELOAD_KEYS = ("model_id", "n_ctx", "n_threads", "n_gpu_layers", "engine", "remote_url", "remote_model")
 
 
 @dataclass(frozen=True)

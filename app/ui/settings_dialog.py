@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QLabel,
+    QLineEdit,
     QMessageBox,
     QPlainTextEdit,
     QSpinBox,
@@ -25,6 +26,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.settings import THEMES, GenerationSettings, Settings
+
+ENGINE_CHOICES = (("local", "Local (this computer)"), ("remote", "Remote (OpenAI-compatible server)"))
 
 
 def _spin(low: int, high: int, value: int, name: str) -> QSpinBox:
@@ -82,7 +85,31 @@ class SettingsDialog(QDialog):
         form.addRow("&GPU layers", self.gpu_layers)
         form.addRow("&Context size (tokens)", self.n_ctx)
         form.addRow("Backend", QLabel(backend))
+        self._engine_rows(form, s)
         return page
+
+    def _engine_rows(self, form: QFormLayout, s: Settings) -> None:
+        self.engine = QComboBox()
+        self.engine.setAccessibleName("Engine")
+        for value, label in ENGINE_CHOICES:
+            self.engine.addItem(label, value)
+        self.engine.setCurrentIndex(max(self.engine.findData(s.engine), 0))
+        self.remote_url = QLineEdit(s.remote_url)
+        self.remote_url.setAccessibleName("Remote server URL")
+        self.remote_url.setPlaceholderText("http://127.0.0.1:8080/v1")
+        self.remote_model = QLineEdit(s.remote_model)
+        self.remote_model.setAccessibleName("Remote model")
+        self.remote_model.setPlaceholderText("the first model the server lists")
+        form.addRow("&Engine", self.engine)
+        form.addRow("Server &URL", self.remote_url)
+        form.addRow("Remote m&odel", self.remote_model)
+        self.engine.currentIndexChanged.connect(self._show_engine)
+        self._show_engine()
+
+    def _show_engine(self) -> None:
+        remote = self.engine.currentData() == "remote"
+        self.remote_url.setEnabled(remote)
+        self.remote_model.setEnabled(remote)
 
     def _sampling_tab(self, g: GenerationSettings) -> QWidget:
         page = QWidget()
@@ -122,7 +149,13 @@ class SettingsDialog(QDialog):
             max_tokens=self.max_tokens.value(),
             seed=self.seed.value(),
         )
+        engine, url = self.engine.currentData(), self.remote_url.text().strip()
+        if engine == "remote" and not url:
+            raise ValueError("The remote engine needs a server URL, such as http://127.0.0.1:8080/v1.")
         return self._settings.replace(
+            engine=engine,
+            remote_url=url,
+            remote_model=self.remote_model.text().strip(),
             model_id=self.model.currentData() or self._settings.model_id,
             n_threads=self.threads.value(),
             n_gpu_layers=self.gpu_layers.value(),

@@ -92,6 +92,27 @@ def test_apply_settings_saves_and_survives_a_reopen(qtbot: QtBot, windows: Windo
     assert profile.settings == new
 
 
+def test_dialog_sets_up_the_remote_engine(qtbot: QtBot, windows: WindowFactory) -> None:
+    window = windows()
+    dialog = _dialog(qtbot, window)
+    assert dialog.engine.currentData() == "local" and not dialog.remote_url.isEnabled()
+    dialog.engine.setCurrentIndex(dialog.engine.findData("remote"))
+    assert dialog.remote_url.isEnabled() and dialog.remote_model.isEnabled()
+    with pytest.raises(ValueError, match="needs a server URL"):
+        dialog.collect()
+    dialog.remote_url.setText("ftp://127.0.0.1/v1")
+    with pytest.raises(ValueError, match="remote_url"):
+        dialog.collect()
+    dialog.remote_url.setText(" http://127.0.0.1:8080/v1 ")
+    dialog.remote_model.setText("qwen2.5")
+    dialog.accept()
+    new = dialog.result_settings
+    assert new is not None
+    assert (new.engine, new.remote_url, new.remote_model) == ("remote", "http://127.0.0.1:8080/v1", "qwen2.5")
+    with qtbot.waitSignal(window.controller.engineReady, timeout=WAIT_MS):  # a new engine choice reloads
+        window.controller.apply_settings(new)
+
+
 def _answer_settings(theme: str) -> None:
     """Answer the modal Settings dialog from inside its own event loop."""
     dialog = QApplication.activeModalWidget()

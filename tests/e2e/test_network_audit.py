@@ -1,0 +1,69 @@
+"""Nothing leaves the machine: `hearth ask` under an audit hook that records every socket it opens.
+
+The hook is installed by a `sitecustomize.py` placed on PYTHONPATH, so it is in place before
+Hearth's first import and sees every `socket.connect` and `socket.getaddrinfo`, whichever
+library makes them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.e2e.hearth_cli import FAST, HEARTH, REPO, TIMEOUT_S, assert_ok, hearth_env, open_store, write_settings
+from tests.e2e.remote_kit import MODEL_ALIAS, LlamaServer
+
+SITECUSTOMIZE = """
+import json, os, sys
+
+_LOG = os.environ["HEARTH_AUDIT_LOG"]
+
+
+def _record(*item):
+    with open(_LOG, "a", encoding="utf-8") as log:
+        log.write(json.dumps(item) + "\\n")
+
+
+def _hook(event, args):
+    if event == "socket.connect":
+        address = args[1]
+        _record(event, list(address[:2]) if isinstance(address, tuple) else str(address))
+    elif event == "socket.getaddrinfo":
+        _record(event, [str(args[0]), args[1]])
+
+
+_record("installed")
+sys.addaudithook(_hook)
+"""
+
+
+def _ask_audited(home: Path, tmp_path: Path, prompt: str) -> list[list[object]]:
+    """Run `hearth ask` with the audit hook; return what it recorded after "installed"."""
+    hook_dir, log = tmp_path / "audit", tmp_path / "audit.log"
+    hook_dir.mkdir()
+    (hook_dir / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
+    env = {**hearth_env(home), "PYTHONPATH": str(hook_dir), "HEARTH_AUDIT_LOG": str(log)}
+    result = subprocess.run([*HEARTH, "ask", prompt, *FAST], cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert_ok(result)
+    records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert records[0] == ["installed"], "the audit hook was not installed, so it proves nothing"
+    return records[1:]
+
+
+def test_the_local_engine_opens_no_connection(cli_home: Path, tmp_path: Path) -> None:
+    assert _ask_audited(cli_home, tmp_path, "What is the capital of France?") == []
+
+
+def test_the_remote_engine_connects_only_to_its_server(llama_server: LlamaServer, hearth_home: Path, tmp_path: Path) -> None:
+    write_settings(hearth_home, engine="remote", remote_url=llama_server.url, remote_model=MODEL_ALIAS, n_ctx=512)
+    records = _ask_audited(hearth_home, tmp_path, "Hello there.")
+    assert records, "the remote engine must have connected"
+    assert {(event, tuple(where)) for event, where in records} <= {
+        ("socket.getaddrinfo", ("127.0.0.1", llama_server.port)),
+        ("socket.connect", ("127.0.0.1", llama_server.port)),
+    }
+    with open_store(hearth_home) as store:
+        [conversation] = store.list_conversations()
+        reply = store.messages(conversation.id)[-1]
+    assert (reply.status, reply.model_id) == ("complete", MODEL_ALIAS)

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("hearth.engine")
 
 
+_END = b"\x00hearth-end-of-generation"  # a sentinel no real token piece can be identical to
+
+
 def gpu_backend() -> str:
     """Which backend this llama.cpp build runs on: "CPU", "Metal", "CUDA" or "Vulkan"."""
     import llama_cpp
@@ -82,6 +85,7 @@ class LlamaCppEngine:
             chat_format=self._template.name,
         )
         self._stats = GenerationStats()
+        self._pieces: dict[int, bytes] = {}
         self._lock = threading.Lock()  # one stream at a time: the KV cache is a single shared state
         log.info("loaded %s (%s, %s, ctx %d, template %s)", model_id, gguf.architecture, backend, self._info.n_ctx, self._template.name)
 
@@ -160,14 +164,15 @@ class LlamaCppEngine:
                 if cancel.is_set():
                     stats.finish_reason = "cancelled"
                     break
-                if self._is_end_of_generation(token):
+                piece = self._pieces.get(token) or self._learn_piece(token)
+                if piece is _END:
                     stats.finish_reason = "stop"
                     break
                 stats.completion_tokens += 1
                 if not first_at:
                     first_at = time.perf_counter()
                     stats.ttft_s = first_at - started
-                pending += decoder.decode(self._llm.detokenize([token]))
+                pending += decoder.decode(piece)
                 text, pending, stopped = _split_at_stop(pending, self._stop_strings)
                 if text:
                     yield text
@@ -212,10 +217,16 @@ class LlamaCppEngine:
             common -= 1
         return len(prompt) - max(common, 0)
 
-    def _is_end_of_generation(self, token: int) -> bool:
+    def _learn_piece(self, token: int) -> bytes:
+        """A token's bytes (or `_END` for end-of-generation tokens), remembered: the loop runs per token."""
         import llama_cpp
 
-        return bool(llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token))
+        if llama_cpp.llama_vocab_is_eog(self._llm._model.vocab, token):
+            piece = _END
+        else:
+            piece = self._llm.detokenize([token])
+        self._pieces[token] = piece
+        return piece
 
 
 def _split_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str, bool]:

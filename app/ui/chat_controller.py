@@ -95,6 +95,7 @@ class ChatController(QObject):
         self._profile_factory = profile_factory
         self._engine_factory = engine_factory
         self.profile: Profile | None = None
+        self.chat_models: list[tuple[str, str]] = []  # (id, name), read off the GUI thread
         self.session: ChatSession | None = None
         self.current: int | None = None
         self.busy = False
@@ -114,7 +115,19 @@ class ChatController(QObject):
         if profile.store.notice:
             self.notice.emit(profile.store.notice, "")
         self.refresh_conversations()
+        self.refresh_models()
         self.load_engine()
+
+    def refresh_models(self) -> None:
+        """The chat models the library knows (catalog + imported files), for Settings › Model."""
+        profile = self.profile
+        if profile is None:
+            return
+
+        def chat_models() -> list[tuple[str, str]]:
+            return [(e.id, e.name) for e in profile.library.entries() if e.kind == "chat"]
+
+        self.runner.submit("io", chat_models).then(lambda models: setattr(self, "chat_models", models))
 
     def _fatal(self, error: BaseException) -> None:
         self.notice.emit(*describe(error))

@@ -277,7 +277,7 @@ class MainWindow(QMainWindow):
         profile = self.controller.profile
         if profile is None:
             return
-        models = [(e.id, e.name) for e in profile.library.entries() if e.kind == "chat"]
+        models = self.controller.chat_models or [(profile.settings.model_id, profile.settings.model_id)]
         backend = self.model_label.text().split(" · ")[1] if " · " in self.model_label.text() else "not loaded"
         dialog = SettingsDialog(profile.settings, models, backend, self)
         if dialog.exec() and dialog.result_settings is not None:

@@ -23,6 +23,7 @@ from app.ui.safe_browser import SafeTextBrowser, confirm_and_open
 
 ACTION_SCHEME = "hearth-action"
 REFRESH_MS = 40
+RECENT = 60  # messages rendered when a conversation opens; older ones on request
 ACTION_SEPARATOR = " · "
 REGENERATE_HREF = f"{ACTION_SCHEME}:regenerate:"
 
@@ -48,7 +49,8 @@ class ChatView(SafeTextBrowser):
         super().__init__(parent, allowed_roots)
         self.setAccessibleName("Conversation")
         self.setAccessibleDescription("The messages of this conversation. Tab moves between links and buttons.")
-        self._messages: list[Message] = []
+        self._messages: list[Message] = []  # the ones rendered
+        self._all: list[Message] = []  # the whole conversation
         self._code: dict[str, str] = {}
         self._stream: Message | None = None
         self._stream_text = ""
@@ -63,25 +65,42 @@ class ChatView(SafeTextBrowser):
 
     # -- whole conversation ---------------------------------------------------------------
 
-    def show_messages(self, messages: Sequence[Message]) -> None:
-        """Show a conversation; a reply still being written at its end goes on streaming."""
+    def show_messages(self, messages: Sequence[Message], everything: bool = False) -> None:
+        """Show a conversation; a reply still being written at its end goes on streaming.
+
+        Only the latest `RECENT` messages are rendered unless `everything` is asked for (the
+        "show earlier messages" link does), so opening a long conversation costs the GUI
+        thread the same as opening a short one.
+        """
         self._timer.stop()
         self._stream, self._stream_start = None, -1
         live = messages[-1] if messages and messages[-1].status == "streaming" else None
-        self._messages = list(messages[:-1] if live else messages)
+        self._all = list(messages[:-1] if live else messages)
+        hidden = 0 if everything else max(0, len(self._all) - RECENT)
+        self._messages = self._all[hidden:]
         self._code.clear()
         last_assistant = next((m.id for m in reversed(self._messages) if m.role == "assistant"), None)
         blocks = [self._block(m, m.id == last_assistant) for m in self._messages]
+        if hidden:
+            blocks.insert(0, self._earlier_link(hidden))
         self.setHtml(self._page(blocks) if blocks or live is None else "")
         if live is not None:
             self.begin_reply(live)
         self._scroll_to_end()
 
     def message(self, message_id: int) -> Message | None:
-        """A message shown in this view, by id."""
-        return next((m for m in self._messages if m.id == message_id), None)
+        """A message of this conversation, by id (also one not rendered yet)."""
+        return next((m for m in reversed(self._all) if m.id == message_id), None)
+
+    def _earlier_link(self, hidden: int) -> str:
+        plural = "s" if hidden != 1 else ""
+        return (
+            f"<p align='center'><a href='{ACTION_SCHEME}:earlier:{hidden}'>"
+            f"Show {hidden} earlier message{plural}</a></p>"
+        )
 
     def append_message(self, message: Message) -> None:
+        self._all.append(message)
         self._messages.append(message)
         self._insert_at_end(self._block(message, False))
 
@@ -102,6 +121,7 @@ class ChatView(SafeTextBrowser):
         """Replace the streamed block with the stored message and its actions."""
         self._timer.stop()
         self._stream = None
+        self._all.append(message)
         self._messages.append(message)
         if self._stream_start < 0:  # this page was shown before the reply began
             self._insert_at_end(self._block(message, True))
@@ -228,6 +248,12 @@ class ChatView(SafeTextBrowser):
         confirm_and_open(self, url)
 
     def _do_action(self, action: str, message_id: int) -> None:
+        if action == "earlier":
+            live = [self._stream] if self._stream is not None else []
+            text = self._stream_text
+            self.show_messages(self._all + live, everything=True)
+            self._stream_text = text if live else self._stream_text
+            return
         if action == "copy":
             message = self.message(message_id)
             if message is not None:

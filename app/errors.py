@@ -47,6 +47,10 @@ class DataDirError(HearthError):
     """Hearth's data folder cannot be created or written."""
 
 
+class ImageError(HearthError):
+    """A picture cannot be read, is too large, or its text cannot be read or stored."""
+
+
 class PromptError(HearthError):
     """A prompt cannot be sent: it is empty, or it does not fit in the context."""
 

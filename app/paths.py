@@ -44,6 +44,11 @@ class DataPaths:
         return self.root / "logs"
 
     @property
+    def images(self) -> Path:
+        """Attached pictures, stored by content (see `app.core.images.ImageStore`)."""
+        return self.root / "images"
+
+    @property
     def downloads(self) -> Path:
         """Partial downloads live here until verified, then move atomically into `models`."""
         return self.root / "models" / ".partial"
@@ -51,7 +56,7 @@ class DataPaths:
     def ensure(self) -> DataPaths:
         """Create the folders and prove the root is writable, or raise a clear error."""
         try:
-            for folder in (self.root, self.models, self.logs, self.downloads):
+            for folder in (self.root, self.models, self.logs, self.downloads, self.images):
                 folder.mkdir(parents=True, exist_ok=True)
             probe = self.root / ".write-test"
             probe.write_bytes(b"ok")

@@ -1,7 +1,7 @@
 """The `hearth` command: the window by default, subcommands for scripted use.
 
     hearth                          open the window
-    hearth ask PROMPT [--conversation ID] [--model ID] [--json]
+    hearth ask PROMPT [--image FILE]... [--conversation ID] [--model ID] [--json]
     hearth models list|fetch ID|verify [ID]|import PATH
     hearth bench [--json]
 
@@ -25,8 +25,10 @@ from app import __version__
 from app.errors import HearthError
 
 if TYPE_CHECKING:  # imported lazily at run time: `hearth` alone must open the window fast
+    from app.core.conversation import Message
     from app.core.turn import ReplyFinished
     from app.engines.llm import EngineInfo
+    from app.runtime import Profile
     from app.settings import Settings
 
 
@@ -41,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("prompt")
     ask.add_argument("--conversation", type=int, help="continue this conversation (id)")
     ask.add_argument("--model", help="model id from `hearth models list` (with the remote engine: the server's model name)")
+    ask.add_argument("--image", action="append", type=Path, default=[], metavar="FILE",
+                     help="attach a picture; the model reads the text in it (repeatable)")
     ask.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     ask.add_argument("--max-tokens", type=int)
     ask.add_argument("--temperature", type=float)
@@ -122,7 +126,7 @@ def _log_files(logger: logging.Logger) -> list[Path]:
 
 def ask(args: argparse.Namespace) -> int:
     from app import logs
-    from app.core.turn import ChatSession, ContextTrimmed, ReplyFinished, TextDelta, add_user_message
+    from app.core.turn import ChatSession, ContextTrimmed, ReplyFinished, TextDelta
     from app.runtime import Profile, load_engine
 
     profile = Profile.open()
@@ -135,7 +139,7 @@ def ask(args: argparse.Namespace) -> int:
         profile.store.get_conversation(args.conversation)
     if profile.settings.engine == "local":
         profile.model_entry(args.model)
-    user = add_user_message(profile.store, args.conversation, _valid_text(args.prompt))
+    user = _add_question(profile, args)
     engine = load_engine(profile, args.model)
     session = ChatSession(profile.store, engine, settings)
     text, final = "", None
@@ -150,7 +154,7 @@ def ask(args: argparse.Namespace) -> int:
         elif isinstance(event, ReplyFinished):
             final = event
     if args.json and final is not None:
-        print(json.dumps(_json_result(text, final, engine.info)))
+        print(json.dumps(_json_result(text, final, engine.info, user)))
     elif not args.json:
         print()
     engine.close()
@@ -158,8 +162,20 @@ def ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def _json_result(text: str, final: ReplyFinished, info: EngineInfo) -> dict[str, object]:
+def _add_question(profile: Profile, args: argparse.Namespace) -> Message:
+    """Store the question with its pictures; a bad picture raises before anything is stored."""
+    from app.core.images import ImageStore
+    from app.core.turn import add_user_message
+    from app.engines.ocr import RapidOcrReader
+
+    # The reader loads its models only when a picture is read, so a plain question pays nothing.
+    reader, image_store = RapidOcrReader(), ImageStore(profile.paths.images)
+    return add_user_message(profile.store, args.conversation, _valid_text(args.prompt), args.image, image_store, reader)
+
+
+def _json_result(text: str, final: ReplyFinished, info: EngineInfo, user: Message) -> dict[str, object]:
     stats = final.stats
+    images = [{"name": i["name"], "sha256": i["sha256"], "ocr_chars": len(i["ocr_text"])} for i in user.meta.get("images", [])]
     return {
         "text": text,
         "ttft_s": round(stats.ttft_s, 4),
@@ -171,6 +187,7 @@ def _json_result(text: str, final: ReplyFinished, info: EngineInfo) -> dict[str,
         "message_id": final.message.id,
         "prompt_tokens": stats.prompt_tokens,
         "prompt_evaluated": stats.prompt_evaluated,
+        "images": images,
     }
 
 

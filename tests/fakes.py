@@ -8,7 +8,9 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 
 from app.core.conversation import ChatMessage
+from app.core.images import NormalisedImage
 from app.engines.llm import EngineInfo, GenerationStats
+from app.engines.ocr import OcrLine, OcrResult
 from app.settings import GenerationSettings
 
 
@@ -69,3 +71,22 @@ class FakeEngine:
 
     def close(self) -> None:
         self.closed = True
+
+
+class FakeReader:
+    """A TextReader that "reads" the same text from every picture and counts how often it is asked.
+
+    With `fail` set, every read raises that error instead, as a broken OCR model would.
+    """
+
+    def __init__(self, text: str = "", fail: Exception | None = None) -> None:
+        self.text = text
+        self.fail = fail
+        self.seen: list[NormalisedImage] = []
+
+    def read(self, image: NormalisedImage) -> OcrResult:
+        self.seen.append(image)
+        if self.fail is not None:
+            raise self.fail
+        box = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
+        return OcrResult([OcrLine(line, 0.99, box) for line in self.text.splitlines()])

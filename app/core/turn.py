@@ -11,13 +11,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from app.core.attachments import IMAGE_ONLY_TEXT, ImageSource, attach
 from app.core.context import ContextPlan, describe_drop, plan_context, to_chat, visible_dialogue
 from app.core.conversation import Conversation, Message
+from app.core.images import ImageStore
 from app.core.store import Store
 from app.engines.llm import ChatEngine, GenerationStats
+from app.engines.ocr import TextReader
 from app.errors import PromptError
 from app.settings import Settings
 
@@ -69,8 +72,15 @@ class ChatSession:
             return conversation.system_prompt
         return self.settings.default_instructions
 
-    def add_user_message(self, conversation_id: int | None, text: str) -> Message:
-        return add_user_message(self.store, conversation_id, text)
+    def add_user_message(
+        self,
+        conversation_id: int | None,
+        text: str,
+        images: Sequence[ImageSource] = (),
+        image_store: ImageStore | None = None,
+        reader: TextReader | None = None,
+    ) -> Message:
+        return add_user_message(self.store, conversation_id, text, images, image_store, reader)
 
     def context_usage(self, conversation_id: int) -> tuple[int, int]:
         """(tokens the model would see now, context size) — for the context meter."""
@@ -110,13 +120,16 @@ class ChatSession:
 
     def edit_and_resend(self, conversation_id: int, message_id: int, text: str, cancel: threading.Event | None = None) -> Iterator[TurnEvent]:
         """Change a user message, forget everything after it, and answer again."""
-        if not text.strip():
-            raise PromptError("The edited message is empty.", "Type something, or cancel the edit.")
         original = self.store.get_message(message_id)
         if original.role != "user" or original.conversation_id != conversation_id:
             raise PromptError("Only your own messages can be edited.", "Pick one of your messages.")
+        images = original.meta.get("images")
+        if not text.strip() and not images:
+            raise PromptError("The edited message is empty.", "Type something, or cancel the edit.")
         self.store.delete_messages_from(conversation_id, message_id)
-        self.store.add_message(conversation_id, "user", text)
+        # The pictures stay attached: editing changes the words, not what was shown.
+        meta = {"images": images} if images else None
+        self.store.add_message(conversation_id, "user", text if text.strip() else IMAGE_ONLY_TEXT, meta=meta)
         yield from self.reply(conversation_id, cancel)
 
     def _store_marker(self, conversation_id: int, plan: ContextPlan) -> Message:
@@ -153,13 +166,27 @@ class ChatSession:
         yield ReplyFinished(final, stats, used, plan.n_ctx)
 
 
-def add_user_message(store: Store, conversation_id: int | None, text: str) -> Message:
-    """Commit the user's message (creating a conversation if needed) before any model work."""
-    if not text.strip():
+def add_user_message(
+    store: Store,
+    conversation_id: int | None,
+    text: str,
+    images: Sequence[ImageSource] = (),
+    image_store: ImageStore | None = None,
+    reader: TextReader | None = None,
+) -> Message:
+    """Commit the user's message (creating a conversation if needed) before any model work.
+
+    Attached pictures are checked, stored and read first: a bad one raises ImageError and
+    nothing of the message is stored, while the caller still holds its text.
+    """
+    if not text.strip() and not images:
         raise PromptError("The message is empty.", "Type something to send.")
+    attachments = attach(images, image_store, reader)
+    meta = {"images": [a.to_meta() for a in attachments]} if attachments else None
+    content = text if text.strip() else IMAGE_ONLY_TEXT
     if conversation_id is None:
-        conversation_id = store.create_conversation(title=_title_from(text)).id
-    return store.add_message(conversation_id, "user", text)
+        conversation_id = store.create_conversation(title=_title_from(text if text.strip() else attachments[0].name)).id
+    return store.add_message(conversation_id, "user", content, meta=meta)
 
 
 def _title_from(text: str) -> str:

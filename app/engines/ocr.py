@@ -102,8 +102,13 @@ _FORGERIES = re.compile(r"`{3,}|~{3,}|<\|[^|>]{0,40}\|>|\[/?INST\]|<</?SYS>>|<(?
 
 def describe_for_prompt(name: str, image: NormalisedImage, ocr: OcrResult) -> str:
     """The text that enters the prompt for an attached picture, marked as its content."""
-    label = f"'{_safe_name(name)}' ({image.width}×{image.height} {image.original_format})"
-    text = _defuse(ocr.text).strip()
+    return describe_read_text(name, image.width, image.height, image.original_format, ocr.text)
+
+
+def describe_read_text(name: str, width: int, height: int, original_format: str, read_text: str) -> str:
+    """`describe_for_prompt` from what a message recorded, so a stored picture is never read twice."""
+    label = f"'{_safe_name(name)}' ({width}×{height} {original_format})"
+    text = _defuse(read_text).strip()
     if not text:
         return f"The attached image {label} contains no text Hearth could read."
     return (

@@ -86,6 +86,7 @@ class LlamaCppEngine:
         )
         self._stats = GenerationStats()
         self._pieces: dict[int, bytes] = {}
+        self._last_tokenized: tuple[str, list[int]] = ("", [])
         self._lock = threading.Lock()  # one stream at a time: the KV cache is a single shared state
         log.info("loaded %s (%s, %s, ctx %d, template %s)", model_id, gguf.architecture, backend, self._info.n_ctx, self._template.name)
 
@@ -122,7 +123,10 @@ class LlamaCppEngine:
         bos = self._template.bos_token
         # Templates that write the BOS text themselves must not get a second BOS token.
         add_bos = self._adds_bos() and not (bos and text.startswith(bos))
-        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        # The context planner counts the very prompt that `stream` then sends: tokenize it once.
+        if self._last_tokenized[0] != text:
+            self._last_tokenized = (text, self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+        return list(self._last_tokenized[1])
 
     def _adds_bos(self) -> bool:
         flag = self._llm.metadata.get("tokenizer.ggml.add_bos_token")

@@ -82,3 +82,14 @@ def _link_or_copy(src: str, dst: str) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
+
+
+@pytest.fixture(scope="session")
+def speech_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder holding the verified speech models (whisper-tiny-en, piper-joe-medium), shared by the session.
+
+    `tests.speech_models.speech_model_paths()` gives the Whisper folder and the Piper voice in it.
+    """
+    from tests.speech_models import prepare_speech_home
+
+    return prepare_speech_home(tmp_path_factory.mktemp("speech-home"), session=True)

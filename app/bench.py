@@ -6,7 +6,8 @@ Each figure is a ratio or a time measured now, on this machine, against its targ
 - ttft_ratio: time to first token at turn 10 ÷ turn 1 of a conversation that reaches ~1,500 tokens;
 - gui_stall_ms: the longest event-loop stall while a 200-token reply streams into the real window;
 - launch_s: process start → main window visible (the model may still be loading);
-- rss_growth_mb: resident memory after 200 turns minus after 20 turns.
+- rss_growth_mb: resident memory after 200 turns minus after 20 turns;
+- voice (voice_round_trip_s, barge_in_ms, stt_wer, stt_rtf, tts_rtf): see `app/voice/bench.py`.
 
 Conversations made by the benchmark live in a temporary folder; only the model comes from the
 user's data folder (fetched and verified there if needed).
@@ -35,6 +36,7 @@ from app.core.turn import ChatSession, TextDelta, add_user_message
 from app.engines.llama_cpp_engine import LlamaCppEngine
 from app.paths import default_paths
 from app.settings import GenerationSettings, Settings, physical_cores
+from app.voice.bench import bench_voice
 
 N_CTX = 2048
 STORY = "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle."
@@ -216,24 +218,26 @@ def bench_gui_stall(path: Path, folder: Path) -> Figure:
 
 # -- running --------------------------------------------------------------------------------
 
-ALL = ("decode_ratio", "ttft_ratio", "gui_stall_ms", "launch_s", "rss_growth_mb")
+ALL = ("decode_ratio", "ttft_ratio", "gui_stall_ms", "launch_s", "rss_growth_mb", "voice")
 
 
 def run_all(only: list[str] | None = None, log: Callable[[str], None] = lambda s: None) -> list[Figure]:
     path = model_path()
     wanted = [name for name in ALL if not only or name in only]
-    steps: dict[str, Callable[[Path], Figure]] = {
+    steps: dict[str, Callable[[Path], Figure | list[Figure]]] = {
         "decode_ratio": lambda folder: bench_decode(path),
         "ttft_ratio": lambda folder: bench_ttft(path, folder),
         "gui_stall_ms": lambda folder: bench_gui_stall(path, folder),
         "launch_s": lambda folder: bench_launch(folder),
         "rss_growth_mb": lambda folder: bench_rss(path, folder),
+        "voice": lambda folder: bench_voice(path, folder),
     }
     figures = []
     with tempfile.TemporaryDirectory(prefix="hearth-bench-") as tmp:
         for name in wanted:
             log(f"measuring {name}…")
-            figures.append(steps[name](Path(tmp)))
+            result = steps[name](Path(tmp))
+            figures.extend(result if isinstance(result, list) else [result])
     return figures
 
 

@@ -3,6 +3,9 @@
 It owns no widgets. Every store or model call goes through the `Runner` (``io`` lane for the
 database, ``llm`` lane for the engine), and results come back as Qt signals the window
 connects to. Tests drive it with a hand-written fake engine through `engine_factory`.
+
+Typed turns and spoken ones (`app.ui.voice_controller`) share the engine: `engine_lock` is held
+by whichever of them is running it, and both show their reply through `show_turn_event`.
 """
 
 from __future__ import annotations
@@ -81,6 +84,8 @@ class ChatController(QObject):
     conversationOpened = Signal(object, list)  # id or None, messages
     searchResults = Signal(list)
     userMessageAdded = Signal(object)
+    spokenMessageAdded = Signal(object)  # a user message said aloud: the composer is left alone
+    messageUpdated = Signal(object)  # a message already shown changed (a spoken reply cut short)
     sendFailed = Signal(str)  # the text to put back in the composer
     replyStarted = Signal(object)
     replyDelta = Signal(str)
@@ -100,9 +105,11 @@ class ChatController(QObject):
         self.current: int | None = None
         self.busy = False
         self._cancel = threading.Event()
-        self._streaming: int | None = None
         self._live: Message | None = None  # the reply being written, and every word of it so far
         self._live_text = ""
+        # Held while the engine runs, by typed turns here and by spoken turns on the voice
+        # threads, so the two never stream at once (and the engine is not closed under either).
+        self.engine_lock = threading.Lock()
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -138,7 +145,7 @@ class ChatController(QObject):
             return
         old, self.session = self.session, None
         if old is not None:
-            self.runner.submit("llm", old.engine.close)
+            self.runner.submit("llm", self._exclusively, old.engine.close)
 
         def progress(done: int, total: int, stage: str) -> None:
             self.runner.post(lambda: self.engineLoading.emit(done, total, stage))
@@ -187,11 +194,15 @@ class ChatController(QObject):
         if cid is None:
             self.contextUsage.emit(0, session.engine.info.n_ctx)
             return
-        self.runner.submit("llm", session.context_usage, cid).then(lambda usage: self._usage(cid, usage))
+        self.runner.submit("llm", self._exclusively, session.context_usage, cid).then(lambda usage: self._usage(cid, usage))
 
     def _usage(self, cid: int, usage: tuple[int, int]) -> None:
         if cid == self.current:
             self.contextUsage.emit(*usage)
+
+    def _exclusively(self, fn: Callable[..., Any], *args: Any) -> Any:
+        with self.engine_lock:
+            return fn(*args)
 
     def _n_ctx(self) -> int:
         return self.session.engine.info.n_ctx if self.session else (self.profile.settings.n_ctx if self.profile else 0)
@@ -275,21 +286,23 @@ class ChatController(QObject):
 
     def _run_turn(self, make: Callable[[ChatSession, threading.Event], Iterator[TurnEvent]], reopen: bool = False) -> None:
         self._cancel = cancel = threading.Event()
-        self._streaming = cid = self.current
+        cid = self.current
 
         def turn() -> Iterator[TurnEvent | Reopened]:
-            session = self.session
-            if session is None:
-                raise ModelError("No model is loaded.", "Choose a model in Settings › Model, or check the message above.")
-            events = make(session, cancel)
-            return with_reopen(session.store, cid, events) if reopen and cid is not None else events
+            with self.engine_lock:  # a spoken turn may be finishing: wait for it, off the GUI thread
+                session = self.session
+                if session is None:
+                    raise ModelError("No model is loaded.", "Choose a model in Settings › Model, or check the message above.")
+                events = make(session, cancel)
+                yield from with_reopen(session.store, cid, events) if reopen and cid is not None else events
 
-        job = self.runner.stream("llm", turn, self._on_event)
+        job = self.runner.stream("llm", turn, lambda event: self.show_turn_event(event, cid))
         job.fail(self._turn_failed).always(self._turn_done)
 
-    def _on_event(self, event: TurnEvent | Reopened) -> None:
+    def show_turn_event(self, event: TurnEvent | Reopened, conversation_id: int | None) -> None:
+        """Show one event of a reply being written in `conversation_id`, typed or spoken."""
         self._track_live(event)
-        if self._streaming != self.current:
+        if conversation_id != self.current:
             return  # the user switched away; the store still gets the whole reply
         if isinstance(event, Reopened):
             self.conversationOpened.emit(self.current, event.messages)
@@ -302,6 +315,21 @@ class ChatController(QObject):
         elif isinstance(event, ReplyFinished):
             self.replyFinished.emit(event.message)
             self.contextUsage.emit(event.context_used, event.n_ctx)
+
+    def show_spoken_message(self, message: Message) -> None:
+        """A message the user said aloud is stored: show it, opening its conversation if it is new."""
+        if message.conversation_id != self.current:
+            self.current = message.conversation_id
+            self.conversationOpened.emit(self.current, [message])
+            self.refresh_conversations()
+        else:
+            self.spokenMessageAdded.emit(message)
+
+    def show_updated_message(self, message: Message) -> None:
+        """A message already shown was rewritten in the store (a spoken reply cut to what was heard)."""
+        if message.conversation_id == self.current:
+            self.messageUpdated.emit(message)
+            self.update_context_usage()
 
     def _track_live(self, event: TurnEvent | Reopened) -> None:
         # Followed whichever conversation is on screen, so coming back to this one shows it all.

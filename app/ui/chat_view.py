@@ -34,6 +34,11 @@ STATUS_NOTE = {
     "error": "failed",
     "streaming": "writing…",
 }
+# A spoken reply the user talked over (or stopped) keeps only what was read aloud.
+BARGE_IN_NOTE = "interrupted — you spoke; kept as far as you heard it"
+STOPPED_SPEAKING_NOTE = "stopped — kept as far as you heard it"
+BARGE_IN_EMPTY_NOTE = "interrupted before any of it was read aloud"
+SPOKEN_NOTE = "spoken"
 
 
 def is_dark(widget: QWidget) -> bool:
@@ -55,6 +60,7 @@ class ChatView(SafeTextBrowser):
         self._stream: Message | None = None
         self._stream_text = ""
         self._stream_start = -1  # document position where the streaming reply's block begins
+        self._tail_start = -1  # document position where the last message's block begins (-1: unknown)
         self._dirty = False
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_MS)
@@ -84,6 +90,7 @@ class ChatView(SafeTextBrowser):
         if hidden:
             blocks.insert(0, self._earlier_link(hidden))
         self.setHtml(self._page(blocks) if blocks or live is None else "")
+        self._tail_start = -1
         if live is not None:
             self.begin_reply(live)
         self._scroll_to_end()
@@ -103,6 +110,25 @@ class ChatView(SafeTextBrowser):
         self._all.append(message)
         self._messages.append(message)
         self._insert_at_end(self._block(message, False))
+
+    def update_message(self, message: Message) -> None:
+        """Show the stored version of a message already on screen (a spoken reply cut short).
+
+        The newest message is replaced in place; an older one re-renders the conversation.
+        """
+        index = next((n for n, m in enumerate(self._all) if m.id == message.id), None)
+        if index is None:
+            return
+        self._all[index] = message
+        self._messages = [message if m.id == message.id else m for m in self._messages]
+        last = self._messages[-1] if self._messages else None
+        if last is not None and last.id == message.id and self._stream is None and self._tail_start >= 0:
+            latest_reply = message.role == "assistant"
+            self._stream_start = self._tail_start
+            self._replace_tail(self._block(message, latest_reply))
+            self._stream_start = -1
+        elif self._stream is None:
+            self.show_messages(self._all, everything=len(self._messages) >= len(self._all))
 
     # -- streaming reply ------------------------------------------------------------------
 
@@ -150,6 +176,7 @@ class ChatView(SafeTextBrowser):
     def _insert_at_end(self, block_html: str) -> None:
         cursor = QTextCursor(self.document())
         cursor.movePosition(QTextCursor.MoveOperation.End)
+        self._tail_start = cursor.position()
         cursor.insertHtml(block_html)
         self._scroll_to_end()
 
@@ -214,7 +241,7 @@ class ChatView(SafeTextBrowser):
         for n, code in enumerate(rendered.code_blocks):
             self._code[f"m{message.id}-{n}"] = code
         background = _background(message.role, dark)
-        note = STATUS_NOTE.get(message.status, "")
+        note = _note(message)
         head = f"<b>{ROLE_LABEL.get(message.role, message.role)}</b>"
         if note:
             head += f" <span style='color:gray'>· {html.escape(note)}</span>"
@@ -260,6 +287,18 @@ class ChatView(SafeTextBrowser):
                 QGuiApplication.clipboard().setText(message.content)
             return
         self.actionRequested.emit(action, message_id)
+
+
+def _note(message: Message) -> str:
+    """The grey words after the sender's name: how the message ended, or that it was spoken."""
+    if message.status == "interrupted" and message.meta.get("stopped_by"):
+        if not message.content.strip():
+            return BARGE_IN_EMPTY_NOTE
+        return BARGE_IN_NOTE if message.meta["stopped_by"] == "speech" else STOPPED_SPEAKING_NOTE
+    note = STATUS_NOTE.get(message.status, "")
+    if message.role == "user" and message.meta.get("spoken"):
+        return f"{SPOKEN_NOTE} · {note}" if note else SPOKEN_NOTE
+    return note
 
 
 def _background(role: str, dark: bool) -> str:

@@ -1,9 +1,10 @@
-"""The main window: sidebar, chat, composer, status bar — wired to the `ChatController`."""
+"""The main window: sidebar, chat, voice bar, composer, status bar — wired to the `ChatController`
+and the `VoiceController`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut, QShowEvent
@@ -31,6 +32,11 @@ from app.ui.composer import Composer
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.sidebar import Sidebar
 from app.ui.theme import apply_theme
+from app.ui.voice_controller import DeviceFactory, VoiceController
+from app.ui.voice_panel import TOGGLE_KEYS, TalkKey, VoicePanel
+
+if TYPE_CHECKING:
+    from app.ui.audio_devices import AudioDevices
 
 ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
 NOTICE_BACKGROUND = "#f6d98b"
@@ -71,15 +77,21 @@ def _escape(text: str) -> str:
 class MainWindow(QMainWindow):
     shown = Signal()
 
-    def __init__(self, controller: ChatController) -> None:
+    def __init__(self, controller: ChatController, voice_devices: DeviceFactory | None = None) -> None:
+        """`voice_devices` opens the microphone and speaker for voice (QtMultimedia by default)."""
         super().__init__()
         self.controller = controller
+        self.voice = VoiceController(controller, voice_devices, self)
+        self._qt_audio = voice_devices is None  # then unplugging a chosen device is watched for too
+        self._audio_devices: AudioDevices | None = None
         self.setWindowTitle(APP_NAME)
         self.resize(1100, 760)
         self.sidebar = Sidebar(self)
         self.chat = ChatView(self, allowed_roots=[ASSETS, default_paths().root])
+        self.voice_panel = VoicePanel(self)
         self.composer = Composer(self)
         self.message_bar = MessageBar(self)
+        self.talk_key = TalkKey(self)
         self._build_layout()
         self._build_status()
         self._build_menu()
@@ -94,6 +106,7 @@ class MainWindow(QMainWindow):
         column.setContentsMargins(0, 0, 0, 0)
         column.addWidget(self.message_bar)
         column.addWidget(self.chat, 1)
+        column.addWidget(self.voice_panel)
         column.addWidget(self.composer)
         splitter = QSplitter(self)
         splitter.addWidget(self.sidebar)
@@ -126,11 +139,14 @@ class MainWindow(QMainWindow):
     def _build_menu(self) -> None:
         chat = self.menuBar().addMenu("&Chat")
         self.new_action = self._action(chat, "&New conversation", QKeySequence.StandardKey.New, lambda: self.controller.open_conversation(None))
-        self.regenerate_action = self._action(chat, "&Regenerate reply", QKeySequence("Ctrl+R"), self.controller.regenerate)
-        self.stop_action = self._action(chat, "&Stop reply", None, self.controller.stop)
+        self.regenerate_action = self._action(chat, "&Regenerate reply", QKeySequence("Ctrl+R"), lambda: self.voice.when_idle(self.controller.regenerate))
+        self.stop_action = self._action(chat, "&Stop reply", None, self._stop_reply)
         self._action(chat, "&Find in conversations", QKeySequence.StandardKey.Find, self._focus_search)
         self._action(chat, "&Export conversation…", QKeySequence("Ctrl+E"), self._export_current)
         self._action(chat, "Conversation &instructions…", QKeySequence("Ctrl+I"), self._instructions_current)
+        chat.addSeparator()
+        self.voice_action = self._action(chat, "Hands-free &voice", QKeySequence(TOGGLE_KEYS), self._toggle_voice)
+        self.voice_action.setCheckable(True)
         chat.addSeparator()
         self._action(chat, "&Quit", QKeySequence.StandardKey.Quit, self.close)
         settings = self.menuBar().addMenu("&Settings")
@@ -173,6 +189,21 @@ class MainWindow(QMainWindow):
         self.sidebar.exportRequested.connect(self._export)
         self.sidebar.instructionsRequested.connect(self._instructions)
         self.chat.actionRequested.connect(self._on_chat_action)
+        c.spokenMessageAdded.connect(self.chat.append_message)
+        c.messageUpdated.connect(self.chat.update_message)
+        v, panel = self.voice, self.voice_panel
+        v.stateChanged.connect(self._on_voice_state)
+        v.level.connect(panel.set_level)
+        v.partial.connect(panel.set_partial)
+        v.modeChanged.connect(panel.set_mode)
+        v.notice.connect(self.message_bar.show_notice)
+        panel.enableRequested.connect(v.set_enabled)
+        panel.talkRequested.connect(v.push_to_talk)
+        panel.stopRequested.connect(v.interrupt)
+        self.talk_key.held.connect(v.push_to_talk)
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self.talk_key)
 
     # -- controller → widgets -------------------------------------------------------------
 
@@ -206,30 +237,66 @@ class MainWindow(QMainWindow):
         if not self.composer.text():
             self.composer.editor.setPlainText(text)
 
+    def _on_voice_state(self, state: str) -> None:
+        self.voice_panel.set_state(state)
+        self.voice_action.setChecked(state != "off")
+        self.talk_key.enabled = state not in ("off", "loading")
+        if self._qt_audio and state in ("off", "loading"):
+            self._watch_devices(on=state == "loading")
+
+    def _watch_devices(self, on: bool) -> None:
+        """Follow the chosen microphone and speaker (not the system default, which voice follows)."""
+        profile = self.controller.profile
+        if profile is None:
+            return
+        devices = self.audio_devices()
+        voice = profile.settings.voice
+        devices.watch("input", (voice.input_device or None) if on else None)
+        devices.watch("output", (voice.output_device or None) if on else None)
+
+    def _toggle_voice(self) -> None:
+        self.voice.set_enabled(not self.voice.enabled)
+
     def _on_usage(self, used: int, total: int) -> None:
         self.context_meter.setRange(0, max(total, 1))
         self.context_meter.setValue(min(used, max(total, 1)))
 
     # -- widgets → controller -------------------------------------------------------------
 
+    # A typed action while a spoken reply is under way interrupts it and goes ahead once it has
+    # settled, so the two replies never interleave (VoiceController.when_idle).
+
     def _send(self, text: str) -> None:
         editing = self.composer.editing_id
         if editing is not None:
             self.composer.leave_edit_mode()  # hides the banner and clears the box
-            self.controller.edit_and_resend(editing, text)
+            self.voice.when_idle(lambda: self.controller.edit_and_resend(editing, text))
             return
         self.composer.clear()
-        self.controller.send(text)
+        self.voice.when_idle(lambda: self._send_or_restore(text))
 
-    def _escape(self) -> None:
+    def _send_or_restore(self, text: str) -> None:
+        if self.controller.busy:  # a typed reply started while this one waited: keep the words
+            self._on_send_failed(text)
+        else:
+            self.controller.send(text)
+
+    def _stop_reply(self) -> None:
+        """Stop whichever reply is under way: a typed one, or a spoken one (kept as far as heard)."""
         if self.controller.busy:
             self.controller.stop()
+        elif self.voice.answering:
+            self.voice.interrupt()
+
+    def _escape(self) -> None:
+        if self.controller.busy or self.voice.answering:
+            self._stop_reply()
         else:
             self.composer.leave_edit_mode()
 
     def _on_chat_action(self, action: str, message_id: int) -> None:
         if action == "regenerate":
-            self.controller.regenerate()
+            self.voice.when_idle(self.controller.regenerate)
         elif action == "edit":
             message = self.chat.message(message_id)
             if message is not None:
@@ -279,15 +346,27 @@ class MainWindow(QMainWindow):
             return
         models = self.controller.chat_models or [(profile.settings.model_id, profile.settings.model_id)]
         backend = self.model_label.text().split(" · ")[1] if " · " in self.model_label.text() else "not loaded"
-        dialog = SettingsDialog(profile.settings, models, backend, self)
+        devices = self.audio_devices if self._qt_audio else None  # other devices have no list to offer
+        dialog = SettingsDialog(profile.settings, models, backend, self, self.voice.speech_models, devices)
         if dialog.exec() and dialog.result_settings is not None:
-            new = dialog.result_settings
-            if new.theme != profile.settings.theme:
+            new, old = dialog.result_settings, profile.settings
+            if new.theme != old.theme:
                 apply_theme(QApplication.instance(), new.theme)  # type: ignore[arg-type]
                 self.controller.apply_settings(new)
                 self.controller.open_conversation(self.controller.current)
             else:
                 self.controller.apply_settings(new)
+            self.voice.apply_settings(old.voice, new.voice)
+
+    def audio_devices(self) -> AudioDevices:
+        """The computer's microphones and speakers, enumerated the first time they are needed
+        (QtMultimedia is not even imported before: the sound system stays untouched until then)."""
+        if self._audio_devices is None:
+            from app.ui.audio_devices import AudioDevices
+
+            self._audio_devices = AudioDevices(self)
+            self._audio_devices.lost.connect(self.voice.device_lost)
+        return self._audio_devices
 
     # -- Qt events ------------------------------------------------------------------------
 
@@ -296,5 +375,10 @@ class MainWindow(QMainWindow):
         self.shown.emit()
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self.talk_key)
+        self.controller.stop()  # a typed reply stops first: a spoken one may be waiting on it
+        self.voice.shutdown()
         self.controller.shutdown()
         super().closeEvent(event)

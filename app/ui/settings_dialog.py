@@ -2,14 +2,23 @@
 
 The dialog edits a copy; OK validates it through the schema (so the rules live in one place)
 and hands the new value back. Nothing here touches the disk: the window saves off the GUI thread.
+
+The Voice tab lists the speech models and voices the window read from the catalog, and the
+microphones and speakers of a `DeviceList`. Audio devices are enumerated only once that tab is
+opened (the list is then kept up to date as devices come and go), so opening Settings for
+anything else never wakes the sound system.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
+from PySide6.QtCore import SignalInstance
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -25,9 +34,60 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.settings import THEMES, GenerationSettings, Settings
+from app.settings import THEMES, VOICE_MODES, GenerationSettings, Settings, VoiceSettings
 
 ENGINE_CHOICES = (("local", "Local (this computer)"), ("remote", "Remote (OpenAI-compatible server)"))
+MODE_LABELS = {"hands-free": "Hands-free (listens by itself)", "push-to-talk": "Push to talk (hold a key or button)"}
+SYSTEM_DEFAULT = "System default"
+# Languages offered for multilingual speech models; "auto" lets the model tell.
+LANGUAGES = (
+    ("auto", "Detect automatically"),
+    ("en", "English"),
+    ("de", "German"),
+    ("fr", "French"),
+    ("es", "Spanish"),
+    ("it", "Italian"),
+    ("pt", "Portuguese"),
+    ("nl", "Dutch"),
+    ("pl", "Polish"),
+    ("sv", "Swedish"),
+    ("da", "Danish"),
+    ("no", "Norwegian"),
+    ("fi", "Finnish"),
+    ("cs", "Czech"),
+    ("tr", "Turkish"),
+    ("ru", "Russian"),
+    ("uk", "Ukrainian"),
+    ("el", "Greek"),
+    ("ar", "Arabic"),
+    ("he", "Hebrew"),
+    ("hi", "Hindi"),
+    ("zh", "Chinese"),
+    ("ja", "Japanese"),
+    ("ko", "Korean"),
+    ("vi", "Vietnamese"),
+    ("id", "Indonesian"),
+)
+
+
+@dataclass(frozen=True)
+class SpeechModel:
+    """A speech recognition model ("stt") or a voice ("tts") from the catalog, for the Voice tab."""
+
+    id: str
+    name: str
+    kind: str
+    multilingual: bool = False
+
+
+class DeviceList(Protocol):
+    """Microphones ("input") and speakers ("output") as (id, name) pairs, the system default ("")
+    first; `changed` fires when one comes or goes (`app.ui.audio_devices.AudioDevices`)."""
+
+    @property
+    def changed(self) -> SignalInstance: ...
+
+    def choices(self, kind: str) -> list[tuple[str, str]]: ...
 
 
 def _spin(low: int, high: int, value: int, name: str) -> QSpinBox:
@@ -48,17 +108,45 @@ def _dspin(low: float, high: float, step: float, value: float, name: str) -> QDo
     return box
 
 
+def _choices(name: str, items: Sequence[tuple[str, str]], current: str) -> QComboBox:
+    """A combo box of (value, label) items with `current` selected (added when it is not listed)."""
+    box = QComboBox()
+    box.setAccessibleName(name)
+    for value, label in items:
+        box.addItem(label, value)
+    if box.findData(current) < 0:
+        box.addItem(current or SYSTEM_DEFAULT, current)
+    box.setCurrentIndex(box.findData(current))
+    return box
+
+
 class SettingsDialog(QDialog):
-    def __init__(self, settings: Settings, models: Sequence[tuple[str, str]], backend: str, parent: QWidget | None = None) -> None:
+    """`speech_models` fills the Voice tab's model lists; `devices`, called when that tab is first
+    opened, gives its microphones and speakers (without it only the system default is offered)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        models: Sequence[tuple[str, str]],
+        backend: str,
+        parent: QWidget | None = None,
+        speech_models: Sequence[SpeechModel] = (),
+        devices: Callable[[], DeviceList] | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.setAccessibleName("Settings")
         self._settings = settings
+        self._device_source = devices
+        self._device_list: DeviceList | None = None
         self.result_settings: Settings | None = None
-        tabs = QTabWidget(self)
+        self.tabs = tabs = QTabWidget(self)
         tabs.addTab(self._model_tab(settings, models, backend), "Model")
         tabs.addTab(self._sampling_tab(settings.generation), "Replies")
+        self._voice_page = self._voice_tab(settings.voice, speech_models)
+        tabs.addTab(self._voice_page, "Voice")
         tabs.addTab(self._general_tab(settings), "General")
+        tabs.currentChanged.connect(self._on_tab)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -125,6 +213,70 @@ class SettingsDialog(QDialog):
         form.addRow("&Seed", self.seed)
         return page
 
+    def _voice_tab(self, v: VoiceSettings, speech_models: Sequence[SpeechModel]) -> QWidget:
+        page = QWidget()
+        form = QFormLayout(page)
+        self._multilingual = {m.id for m in speech_models if m.kind == "stt" and m.multilingual}
+        self.stt_model = _choices("Speech recognition model", [(m.id, m.name) for m in speech_models if m.kind == "stt"], v.stt_model_id)
+        self.language = _choices("Spoken language", list(LANGUAGES), v.language)
+        self.voice = _choices("Voice", [(m.id, m.name) for m in speech_models if m.kind == "tts"], v.voice_id)
+        self.speaking_rate = _dspin(0.5, 2.0, 0.1, v.speaking_rate, "Speaking rate")
+        self.speaking_rate.setSuffix(" ×")
+        self.patience = _spin(200, 3000, v.patience_ms, "End-of-turn patience in milliseconds")
+        self.patience.setSingleStep(50)
+        self.patience.setSuffix(" ms")
+        self.patience.setToolTip("How long a pause ends your turn (shorter once your words end a sentence)")
+        self.voice_mode = _choices("Voice mode", [(m, MODE_LABELS.get(m, m)) for m in VOICE_MODES], v.mode)
+        self.microphone = _choices("Microphone", [("", SYSTEM_DEFAULT)], v.input_device)
+        self.speaker = _choices("Speaker", [("", SYSTEM_DEFAULT)], v.output_device)
+        self.echo_cancellation = QCheckBox("&Echo cancellation (lets you interrupt Hearth on speakers)")
+        self.echo_cancellation.setAccessibleName("Echo cancellation")
+        self.echo_cancellation.setChecked(v.echo_cancellation)
+        self.speak_replies = QCheckBox("Read replies &aloud")
+        self.speak_replies.setAccessibleName("Read replies aloud")
+        self.speak_replies.setChecked(v.speak_replies)
+        form.addRow("Speech &model", self.stt_model)
+        form.addRow("&Language", self.language)
+        form.addRow("&Voice", self.voice)
+        form.addRow("Speaking &rate", self.speaking_rate)
+        form.addRow("End-of-turn &patience", self.patience)
+        form.addRow("M&ode", self.voice_mode)
+        form.addRow("Micro&phone", self.microphone)
+        form.addRow("Spea&ker", self.speaker)
+        form.addRow("", self.echo_cancellation)
+        form.addRow("", self.speak_replies)
+        self.stt_model.currentIndexChanged.connect(self._show_language)
+        self._show_language()
+        return page
+
+    def _show_language(self) -> None:
+        multilingual = self.stt_model.currentData() in self._multilingual
+        self.language.setEnabled(multilingual)
+        self.language.setToolTip("" if multilingual else "This speech model understands English only")
+
+    def _on_tab(self, index: int) -> None:
+        if self.tabs.widget(index) is self._voice_page and self._device_list is None and self._device_source is not None:
+            self._device_list = self._device_source()
+            self._device_list.changed.connect(self._fill_devices)
+            self._fill_devices()
+
+    def _fill_devices(self) -> None:
+        devices = self._device_list
+        if devices is None:
+            return
+        for box, kind in ((self.microphone, "input"), (self.speaker, "output")):
+            chosen = box.currentData()
+            box.blockSignals(True)
+            box.clear()
+            box.addItem(SYSTEM_DEFAULT, "")
+            for device_id, name in devices.choices(kind):
+                if device_id:
+                    box.addItem(name, device_id)
+            if box.findData(chosen) < 0:
+                box.addItem(f"{chosen} (not connected)", chosen)
+            box.setCurrentIndex(box.findData(chosen))
+            box.blockSignals(False)
+
     def _general_tab(self, s: Settings) -> QWidget:
         page = QWidget()
         form = QFormLayout(page)
@@ -152,7 +304,21 @@ class SettingsDialog(QDialog):
         engine, url = self.engine.currentData(), self.remote_url.text().strip()
         if engine == "remote" and not url:
             raise ValueError("The remote engine needs a server URL, such as http://127.0.0.1:8080/v1.")
+        voice = dataclasses.replace(
+            self._settings.voice,
+            stt_model_id=self.stt_model.currentData(),
+            language=self.language.currentData(),
+            voice_id=self.voice.currentData(),
+            speaking_rate=round(self.speaking_rate.value(), 2),
+            patience_ms=self.patience.value(),
+            mode=self.voice_mode.currentData(),
+            input_device=self.microphone.currentData(),
+            output_device=self.speaker.currentData(),
+            echo_cancellation=self.echo_cancellation.isChecked(),
+            speak_replies=self.speak_replies.isChecked(),
+        )
         return self._settings.replace(
+            voice=voice,
             engine=engine,
             remote_url=url,
             remote_model=self.remote_model.text().strip(),

@@ -44,7 +44,8 @@ ONSET_PROB = 0.5
 OFFSET_PROB = 0.35
 ONSET_WINDOWS = 2  # 64 ms of speech starts a turn (or a barge-in)
 PRE_ROLL_S = 0.35  # audio kept from before the detector fired: the first syllable
-CHUNK_PAUSE_MS = 160  # a pause this long sends the words so far to transcription
+SPECULATE_WINDOWS = 2  # 64 ms of silence: transcribe the words so far, in case the turn is ending
+CHUNK_PAUSE_MS = 160  # a pause this long commits the words so far as a transcribed piece
 QUICK_END_MS = 250  # silence that ends a turn whose words end a sentence
 MIN_SPEECH_WINDOWS = 4  # shorter blips (a cough, a click) are not transcribed
 MAX_CHUNK_S = 25.0  # Whisper sees 30 s at most: cut long monologues into pieces
@@ -115,6 +116,7 @@ class Speaking:
 @dataclass(frozen=True)
 class BargedIn:
     heard: str  # what of the reply was played before the user spoke
+    by: str = "speech"  # "speech" (the user talked over it) or "stop" (the stop button)
 
 
 @dataclass(frozen=True)
@@ -163,12 +165,14 @@ class _Turn:
     timings: TurnTimings = field(default_factory=TurnTimings)
     audio: list[Samples] = field(default_factory=list)  # since the last chunk cut
     chunks: list[Future[str]] = field(default_factory=list)
+    spec: tuple[Future[str], int] | None = None  # a transcription started early, and the windows it covers
     texts: dict[int, str] = field(default_factory=dict)
     speech_windows: int = 0  # in the current chunk
     total_s: float = 0.0
     cancel: threading.Event = field(default_factory=threading.Event)
     spans: list[_Span] = field(default_factory=list)
     heard_cut: str | None = None
+    cut_by: str = "speech"  # what cut the reply: the user's "speech" or the "stop" button
     ended: bool = False
 
 
@@ -202,6 +206,8 @@ class VoiceLoop:
         self._chunks: queue.Queue[Samples | None] = queue.Queue()
         self._control: queue.Queue[Callable[[], None]] = queue.Queue()
         self._stt_pool = ThreadPoolExecutor(1, thread_name_prefix="hearth-stt")
+        self._stt_pending = 0
+        self._replies: list[threading.Thread] = []
         self._lock = threading.RLock()
         self._state = VoiceState.OFF
         self._thread: threading.Thread | None = None
@@ -250,13 +256,17 @@ class VoiceLoop:
         self._thread = None
         self._set_state(VoiceState.OFF)
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop, then wait (up to `timeout_s`) for replies being written to be stored as they stand."""
         self.stop()
+        deadline = time.monotonic() + timeout_s
+        for thread in self._replies:
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._stt_pool.shutdown(wait=True, cancel_futures=True)
 
     def interrupt(self) -> None:
         """Stop talking now (the always-visible stop); the cut reply is kept as heard."""
-        self._control.put(self._barge_in)
+        self._control.put(lambda: self._barge_in(by="stop"))
 
     def push_to_talk(self, pressed: bool) -> None:
         """Push-to-talk: pressing starts a turn (and interrupts a reply); releasing ends it."""
@@ -326,9 +336,19 @@ class VoiceLoop:
                 turn.speech_windows += 1
             self._silence = 0
             self._cut_sent = False
+            turn.spec = None  # the user went on: the early transcription is not the last word
             turn.timings.speech_end = time.monotonic()
         else:
             self._silence += 1
+            if (
+                self._silence == SPECULATE_WINDOWS
+                and not self._cut_sent
+                and not self._ptt
+                and turn.spec is None
+                and turn.speech_windows >= MIN_SPEECH_WINDOWS
+                and self._stt_pending == 0
+            ):
+                turn.spec = (self._submit(np.concatenate(turn.audio)), len(turn.audio))
         silence_ms = self._silence * WINDOW * 1000 / RATE
         if self._ptt:
             if turn.total_s >= MAX_CHUNK_S and self._silence == 0:
@@ -369,15 +389,33 @@ class VoiceLoop:
         self._turn = turn
         self._set_state(VoiceState.HEARING)
 
-    def _cut_chunk(self, turn: _Turn) -> None:
-        audio, speech = turn.audio, turn.speech_windows
-        turn.audio, turn.speech_windows = [], 0
-        if not audio or speech < MIN_SPEECH_WINDOWS:
-            return
-        samples = np.concatenate(audio)
-        index = len(turn.chunks)
+    def _submit(self, samples: Samples) -> Future[str]:
         language = None if self.settings.language == "auto" else self.settings.language
+        with self._lock:
+            self._stt_pending += 1
         future: Future[str] = self._stt_pool.submit(self._transcribe, samples, language)
+
+        def finished(_f: Future[str]) -> None:
+            with self._lock:
+                self._stt_pending -= 1
+
+        future.add_done_callback(finished)
+        return future
+
+    def _cut_chunk(self, turn: _Turn) -> None:
+        """Commit the speech since the last cut as one piece (the early transcription, if one covers it)."""
+        spec, turn.spec = turn.spec, None
+        if spec is not None:
+            future, covered = spec
+            turn.audio = turn.audio[covered:]  # only silence came after
+            turn.speech_windows = 0
+        else:
+            audio, speech = turn.audio, turn.speech_windows
+            turn.audio, turn.speech_windows = [], 0
+            if not audio or speech < MIN_SPEECH_WINDOWS:
+                return
+            future = self._submit(np.concatenate(audio))
+        index = len(turn.chunks)
         turn.chunks.append(future)
 
         def done(f: Future[str]) -> None:
@@ -411,7 +449,9 @@ class VoiceLoop:
         with self._lock:
             self._answering = turn
         self._set_state(VoiceState.THINKING)
-        threading.Thread(target=self._answer, args=(turn,), name="hearth-voice-reply", daemon=True).start()
+        thread = threading.Thread(target=self._answer, args=(turn,), name="hearth-voice-reply", daemon=True)
+        self._replies = [t for t in self._replies if t.is_alive()] + [thread]
+        thread.start()
 
     def _on_push(self, pressed: bool) -> None:
         if pressed and not self._ptt:
@@ -425,7 +465,7 @@ class VoiceLoop:
                 turn.timings.speech_end = time.monotonic()
                 self._end_turn(turn)
 
-    def _barge_in(self) -> None:
+    def _barge_in(self, by: str = "speech") -> None:
         """The user spoke over the reply (or pressed stop): silence now, cancel, keep what was heard."""
         with self._lock:
             turn = self._answering
@@ -436,8 +476,9 @@ class VoiceLoop:
         self.speaker.stop()
         heard = _heard_text(turn.spans, played)
         turn.heard_cut = heard
+        turn.cut_by = by
         turn.cancel.set()
-        self._emit(BargedIn(heard))
+        self._emit(BargedIn(heard, by))
         if self._turn is None:
             self._set_state(VoiceState.LISTENING)
 
@@ -537,7 +578,7 @@ class VoiceLoop:
                 self._answering = None
         if turn.heard_cut is not None:
             try:
-                self.turns.cut(turn.heard_cut)
+                self.turns.cut(turn.heard_cut, turn.cut_by)
             except HearthError as exc:
                 self._emit(Problem(exc))
         self._emit(TurnDone(turn.timings, interrupted=turn.heard_cut is not None))

@@ -21,8 +21,10 @@ class TurnHandler(Protocol):
     def respond(self, text: str, cancel: threading.Event, meta: dict[str, object] | None = None) -> Iterator[str]:
         """Commit `text` as the user's message and stream the reply's text as it is written."""
 
-    def cut(self, heard: str) -> None:
-        """The reply just streamed was heard only up to `heard` (spoken words): keep that much."""
+    def cut(self, heard: str, by: str = "speech") -> None:
+        """The reply just streamed was heard only up to `heard` (spoken words): keep that much.
+
+        `by` says what cut it: "speech" (the user talked over it) or "stop" (the stop button)."""
 
 
 class SessionTurns:
@@ -72,14 +74,20 @@ class SessionTurns:
                     self._reply_text = event.message.content
                 self._observe(event)
 
-    def cut(self, heard: str) -> None:
+    def cut(self, heard: str, by: str = "speech") -> None:
         reply = self._reply
         if reply is None:
             return
         store = self._session.store
         current = store.get_message(reply.id)
         kept = cut_to_heard(current.content, heard)
-        meta = {**current.meta, "barge_in": True, "heard": heard, "unheard": current.content[len(kept):]}
+        meta = {
+            **current.meta,
+            "barge_in": by == "speech",
+            "stopped_by": by,
+            "heard": heard,
+            "unheard": current.content[len(kept) :],
+        }
         store.update_message(reply.id, content=kept, status="interrupted", meta=meta)
         updated = store.get_message(reply.id)
         self._observe(updated)

@@ -92,7 +92,7 @@ def test_speaking_over_the_reply_stops_it_and_keeps_what_was_heard(session: Chat
     assert report.barge_in_s is not None, report.states
     messages = session.store.messages(report.conversation_id or 0)
     cut = next(m for m in messages if m.role == "assistant")
-    assert cut.status == "interrupted" and cut.meta["barge_in"] is True
+    assert cut.status == "interrupted" and cut.meta["barge_in"] is True and cut.meta["stopped_by"] == "speech"
     assert cut.meta["unheard"], "the reply was cut, so some of it was never heard"
     assert len(cut.content) < len(cut.content + cut.meta["unheard"])
     heard_words = _words(cut.meta["heard"])

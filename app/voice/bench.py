@@ -1,0 +1,102 @@
+"""Voice figures for `hearth bench`, measured from audio rather than from internal events.
+
+- voice_round_trip_s: median, over spoken questions, from the last sample of speech in the input
+  to the first audible sample of the reply (echo of the reply mixed back into the microphone);
+- barge_in_ms: median, from the onset of speech over a reply to the speaker falling silent;
+- stt_rtf / tts_rtf: seconds of audio handled per second of compute (higher is faster);
+- stt_wer: word error rate of speech recognition on Piper-spoken sentences.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.voice.audio import RATE
+
+
+def _session(folder: Path, model_path: Path, settings: Any) -> Any:
+    from app.core.store import Store
+    from app.core.turn import ChatSession
+    from app.engines.llama_cpp_engine import LlamaCppEngine
+    from app.settings import physical_cores
+
+    engine = LlamaCppEngine(model_path, model_id="bench", n_ctx=2048, n_threads=physical_cores())
+    store = Store.open(folder / "voice-bench.sqlite3")
+    return ChatSession(store, engine, settings)
+
+
+def _models(settings: Any) -> Any:
+    from app.runtime import Profile
+    from app.voice.replay import load_voice_models
+
+    profile = Profile.open()
+    try:
+        return load_voice_models(profile, settings.voice)
+    finally:
+        profile.close()
+
+
+def bench_voice(model_path: Path, folder: Path, utterances: int = 10) -> list[Any]:
+    """All voice figures in one run (the models load once)."""
+    from app.bench import Figure
+    from app.settings import GenerationSettings, Settings
+    from app.voice.replay import run_recorded_turn
+    from app.voice.utterances import QUESTIONS, WER_SENTENCES, piper_utterances
+    from app.voice.wer import word_error_rate
+
+    settings = Settings(generation=GenerationSettings(temperature=0.0, seed=1, max_tokens=64))
+    models = _models(settings)
+    session = _session(folder, model_path, settings)
+    questions = piper_utterances(models.voice, QUESTIONS[:utterances], rates=(1.0,))
+
+    trips: list[float] = []
+    stages: dict[str, list[float]] = {}
+    for utterance in questions:
+        report = run_recorded_turn(session, models, utterance.samples, settings.voice, echo=True, max_reply_audio_s=0.5)
+        if report.round_trip_s is not None:
+            trips.append(report.round_trip_s)
+        for name, value in report.stages.items():
+            stages.setdefault(name, []).append(value)
+    breakdown = {f"{name}_s": round(statistics.median(values), 4) for name, values in stages.items()}
+    breakdown |= {"best_s": min(trips), "worst_s": max(trips), "turns": float(len(trips))}
+    round_trip = Figure("voice_round_trip_s", statistics.median(trips), 0.8, "lower", "s", breakdown)
+
+    cuts: list[float] = []
+    interrupter = piper_utterances(models.voice, ["Wait, stop please."])[0]
+    for utterance in questions[:5]:
+        report = run_recorded_turn(
+            session, models, utterance.samples, settings.voice, echo=True, interrupt_with=interrupter.samples[int(0.4 * RATE) :]
+        )
+        if report.barge_in_s is not None:
+            cuts.append(report.barge_in_s * 1000)
+    barge_in = Figure(
+        "barge_in_ms", statistics.median(cuts) if cuts else float("inf"), 150.0, "lower", "ms",
+        {"best_ms": min(cuts, default=0.0), "worst_ms": max(cuts, default=0.0), "turns": float(len(cuts))},
+    )
+
+    sentences = piper_utterances(models.voice, WER_SENTENCES, rates=(1.0, 1.2))
+    errors, stt_audio, stt_time = [], 0.0, 0.0
+    for utterance in sentences:
+        started = time.perf_counter()
+        transcript = models.stt.transcribe(utterance.samples)
+        stt_time += time.perf_counter() - started
+        stt_audio += len(utterance.samples) / RATE
+        errors.append(word_error_rate(utterance.text, transcript.text))
+    wer = Figure("stt_wer", float(np.mean(errors)), 0.05, "lower", "", {"sentences": float(len(errors)), "worst": max(errors)})
+    stt_rtf = Figure("stt_rtf", stt_audio / stt_time, 1.0, "higher", "x", {"audio_s": stt_audio, "compute_s": stt_time})
+
+    tts_audio, tts_time = 0.0, 0.0
+    for text in WER_SENTENCES:
+        started = time.perf_counter()
+        samples = sum(len(chunk) for chunk in models.voice.synthesize(text))
+        tts_time += time.perf_counter() - started
+        tts_audio += samples / models.voice.sample_rate
+    tts_rtf = Figure("tts_rtf", tts_audio / tts_time, 1.0, "higher", "x", {"audio_s": tts_audio, "compute_s": tts_time})
+    session.engine.close()
+    session.store.close()
+    return [round_trip, barge_in, wer, stt_rtf, tts_rtf]

@@ -60,6 +60,9 @@ class AudioOutput(Protocol):
     def take_reference(self, n: int) -> Samples:
         """The next `n` samples of what went to the device (zeros where nothing played)."""
 
+    def clear_reference(self) -> None:
+        """Forget the reference kept so far (a microphone starting now reads from here)."""
+
 
 class ReferenceTap:
     """What an output sent to its device, kept for the echo canceller to read in lockstep.
@@ -241,6 +244,9 @@ class RecordingOutput:
 
     def take_reference(self, n: int) -> Samples:
         return self._tap.take(n)
+
+    def clear_reference(self) -> None:
+        self._tap.clear()
 
     def recording(self) -> Samples:
         with self._lock:

@@ -50,6 +50,7 @@ QUICK_END_MS = 250  # silence that ends a turn whose words end a sentence
 MIN_SPEECH_WINDOWS = 4  # shorter blips (a cough, a click) are not transcribed
 MAX_CHUNK_S = 25.0  # Whisper sees 30 s at most: cut long monologues into pieces
 MAX_TURN_S = 300.0
+FIRST_AUDIO_WAIT_S = 2.0
 LEVEL_EVERY_S = 0.05
 _SENTENCE_END = re.compile(r"[.!?…]['\")\]]*\s*$")
 
@@ -173,6 +174,7 @@ class _Turn:
     spans: list[_Span] = field(default_factory=list)
     heard_cut: str | None = None
     cut_by: str = "speech"  # what cut the reply: the user's "speech" or the "stop" button
+    first_audio_ready: threading.Event = field(default_factory=threading.Event)
     ended: bool = False
 
 
@@ -237,6 +239,7 @@ class VoiceLoop:
         self._thread = threading.Thread(target=self._frames, name="hearth-voice-frames", daemon=True)
         self._thread.start()
         self._set_state(VoiceState.LISTENING)
+        self.speaker.clear_reference()  # the reference and the microphone start together
         self.mic.start(self._chunks.put)
 
     def stop(self) -> None:
@@ -349,6 +352,7 @@ class VoiceLoop:
                 and self._stt_pending == 0
             ):
                 turn.spec = (self._submit(np.concatenate(turn.audio)), len(turn.audio))
+                log.debug("early transcription started after %d silent windows", self._silence)
         silence_ms = self._silence * WINDOW * 1000 / RATE
         if self._ptt:
             if turn.total_s >= MAX_CHUNK_S and self._silence == 0:
@@ -433,14 +437,18 @@ class VoiceLoop:
             self._maybe_end(turn, self._silence * WINDOW * 1000 / RATE)
 
     def _transcribe(self, samples: Samples, language: str | None) -> str:
+        started = time.monotonic()
         result = self.stt.transcribe(samples, language)
-        return str(getattr(result, "text", "")).strip()
+        text = str(getattr(result, "text", "")).strip()
+        log.debug("transcribed %.2f s of audio in %.3f s: %r", len(samples) / RATE, time.monotonic() - started, text)
+        return text
 
     @staticmethod
     def _joined(turn: _Turn) -> str:
         return " ".join(turn.texts[i] for i in sorted(turn.texts) if turn.texts[i]).strip()
 
     def _end_turn(self, turn: _Turn) -> None:
+        log.debug("turn ends after %d silent windows", self._silence)
         turn.ended = True
         turn.timings.endpoint = time.monotonic()
         self._cut_chunk(turn)
@@ -527,7 +535,12 @@ class VoiceLoop:
                 if not turn.timings.first_token:
                     turn.timings.first_token = time.monotonic()
                 for sentence in splitter.feed(delta):
+                    first = not turn.timings.first_sentence
                     self._queue_sentence(turn, audio_q, sentence)
+                    if first and speak:
+                        # The model writes far faster than speech: hold it until the first words
+                        # sound, so synthesis has the processor to itself on the critical path.
+                        turn.first_audio_ready.wait(FIRST_AUDIO_WAIT_S)
             if not turn.cancel.is_set():
                 for sentence in splitter.flush():
                     self._queue_sentence(turn, audio_q, sentence)
@@ -552,6 +565,8 @@ class VoiceLoop:
                 for chunk in self.voice.synthesize_16k(sentence):  # type: ignore[attr-defined]
                     if turn.cancel.is_set():
                         break
+                    if not turn.spans:
+                        chunk = _trim_lead_in(chunk)
                     with self._lock:
                         if self._answering is not turn:
                             break
@@ -560,11 +575,15 @@ class VoiceLoop:
                         turn.spans.append(_Span(number, sentence, start, len(chunk)))
                     if not turn.timings.first_audio:
                         turn.timings.first_audio = time.monotonic()
+                        turn.first_audio_ready.set()
                         self._set_state(VoiceState.SPEAKING, turn)
+                turn.first_audio_ready.set()  # also when a sentence had nothing to say aloud
                 self._emit(Speaking(sentence))
             except HearthError as exc:
+                turn.first_audio_ready.set()
                 self._emit(Problem(exc))
             except Exception as exc:
+                turn.first_audio_ready.set()
                 log.exception("speech synthesis failed")
                 self._emit(Problem(HearthError(f"Speech synthesis failed: {exc}", "Check the voice in Settings › Voice.")))
 
@@ -595,6 +614,14 @@ class VoiceLoop:
                 return
             self._state = state
         self._emit(StateChanged(state))
+
+
+def _trim_lead_in(chunk: Samples, threshold: float = 0.003, keep_s: float = 0.02) -> Samples:
+    """The first chunk of a reply without the synthesiser's lead-in silence (keeping a few ms)."""
+    loud = np.nonzero(np.abs(chunk) > threshold)[0]
+    if len(loud) == 0:
+        return chunk
+    return chunk[max(0, int(loud[0]) - int(keep_s * RATE)) :]
 
 
 def _heard_text(spans: list[_Span], played: int) -> str:

@@ -27,6 +27,7 @@ from app.voice.loop import (
     Problem,
     StateChanged,
     TurnDone,
+    TurnTimings,
     VoiceEvent,
     VoiceLoop,
     VoiceState,
@@ -72,7 +73,8 @@ class TurnReport:
     conversation_id: int | None = None
     round_trip_s: float | None = None  # true end of speech → first audible reply sample
     barge_in_s: float | None = None  # interrupting speech onset → playback stopped
-    stages: dict[str, float] = field(default_factory=dict)
+    stages: dict[str, float] = field(default_factory=dict)  # seconds after the true end of speech
+    timings: TurnTimings | None = None
     states: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     output: Samples = field(default_factory=lambda: np.zeros(0, np.float32))
@@ -167,8 +169,8 @@ def run_recorded_turn(
             report.problems.append(event.reason)
             done.set()
         if isinstance(event, TurnDone):
-            if not report.stages:
-                report.stages = event.timings.stages()
+            if report.timings is None:
+                report.timings = event.timings
             turns_left[0] -= 1
             if turns_left[0] <= 0:
                 done.set()
@@ -233,8 +235,23 @@ def _drive(
     if first_audio is None:
         first_audio = _first_audible(speaker)
     assert source.started_at is not None
+    true_end = source.sample_time(speech_end)
     if first_audio is not None:
-        report.round_trip_s = first_audio - source.sample_time(speech_end)
+        report.round_trip_s = first_audio - true_end
+    if report.timings is not None:
+        # Stage times from the true end of speech in the audio (the detector hears it a little later).
+        t = report.timings
+        marks = {
+            "heard_end": t.speech_end,
+            "endpoint": t.endpoint,
+            "transcribed": t.transcribed,
+            "first_token": t.first_token,
+            "first_sentence": t.first_sentence,
+            "first_audio_queued": t.first_audio,
+        }
+        report.stages = {name: round(at - true_end, 4) for name, at in marks.items() if at}
+        if first_audio is not None:
+            report.stages["first_audible"] = round(first_audio - true_end, 4)
     if "onset" in cut_info and speaker.stops:
         after = [t for t in speaker.stops if t >= cut_info["onset"]]
         if after:

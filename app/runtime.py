@@ -16,7 +16,7 @@ from app.core.store import Store
 from app.engines.llama_cpp_engine import LlamaCppEngine
 from app.engines.llm import ChatEngine
 from app.engines.remote import RemoteEngine
-from app.errors import RemoteError
+from app.errors import ModelError, RemoteError
 from app.paths import DataPaths, default_paths
 from app.settings import Settings, load_settings, save_settings
 
@@ -65,6 +65,11 @@ def load_engine(profile: Profile, model_id: str | None = None, progress: Progres
     if profile.settings.engine == "remote":
         return load_remote_engine(profile.settings, model_id, progress)
     entry = profile.model_entry(model_id)
+    if entry.kind != "chat":
+        raise ModelError(
+            f"'{entry.id}' is not a chat model (its kind is {entry.kind}).",
+            "Choose a chat model in Settings › Model (`hearth models list` shows each model's kind).",
+        )
     path = profile.library.ensure(entry, progress=progress)
     if progress:
         progress(0, 0, f"Loading {entry.name}…")

@@ -89,6 +89,22 @@ class ChatSession:
         used = self.engine.count_tokens(to_chat(self.instructions_for(conversation), dialogue))
         return used, self.engine.info.n_ctx
 
+    def prefill(self, conversation_id: int | None) -> int:
+        """Let the engine read the conversation so far while the user is still speaking.
+
+        Only engines that can (a local model) do anything; the reply that follows is the same.
+        """
+        prefill = getattr(self.engine, "prefill", None)
+        if prefill is None:
+            return 0
+        if conversation_id is None:
+            instructions, dialogue = self.settings.default_instructions, []
+        else:
+            conversation = self.store.get_conversation(conversation_id)
+            instructions = self.instructions_for(conversation)
+            dialogue = visible_dialogue(self.store.messages(conversation_id))
+        return int(prefill(to_chat(instructions, dialogue)))
+
     # -- turns ----------------------------------------------------------------------
 
     def reply(self, conversation_id: int, cancel: threading.Event | None = None) -> Iterator[TurnEvent]:

@@ -144,6 +144,36 @@ class LlamaCppEngine:
     def close(self) -> None:
         self._llm.close()
 
+    def prefill(self, messages: Sequence[ChatMessage]) -> int:
+        """Read the part of the next prompt that is already known — instructions and history, up to
+        where the user's next words go — into the KV cache, so the next reply starts sooner.
+
+        Skipped (returns 0) while a reply is being written. Returns the tokens evaluated.
+        """
+        if not self._lock.acquire(blocking=False):
+            return 0
+        try:
+            first = self._template.render([*messages, ChatMessage("user", "A")])
+            second = self._template.render([*messages, ChatMessage("user", "B")])
+            known = first[: next((i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b), len(first))]
+            bos = self._template.bos_token
+            add_bos = self._adds_bos() and not (bos and known.startswith(bos))
+            # The last token may merge with the user's first word once it is known: leave it out.
+            tokens = self._llm.tokenize(known.encode("utf-8"), add_bos=add_bos, special=True)[:-1]
+            cached = self._llm.input_ids[: self._llm.n_tokens]
+            common = 0
+            for a, b in zip(cached, tokens, strict=False):
+                if a != b:
+                    break
+                common += 1
+            if common >= len(tokens) or len(tokens) >= self._info.n_ctx:
+                return 0
+            self._llm.n_tokens = common
+            self._llm.eval(tokens[common:])
+            return len(tokens) - common
+        finally:
+            self._lock.release()
+
     # -- generation ---------------------------------------------------------------------
 
     def _stream_locked(self, messages: Sequence[ChatMessage], settings: GenerationSettings, cancel: threading.Event) -> Iterator[str]:

@@ -175,6 +175,18 @@ class _WindowTurns:
         self._turns = turns
         return turns.respond(text, cancel, meta)
 
+    def prepare(self) -> None:
+        """The user started speaking: let the model read the open conversation meanwhile."""
+        from app.voice.turns import SessionTurns
+
+        session = self._chat.session
+        if session is None or not self._chat.engine_lock.acquire(blocking=False):
+            return  # no model, or a reply is being written: nothing to get ready
+        try:
+            SessionTurns(session, lambda: self._chat.current).prepare()
+        finally:
+            self._chat.engine_lock.release()
+
     def cut(self, heard: str, by: str = "speech") -> None:
         turns = self._turns
         if turns is not None:

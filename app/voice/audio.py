@@ -248,6 +248,18 @@ class RecordingOutput:
     def clear_reference(self) -> None:
         self._tap.clear()
 
+    def segment(self, start: int, end: int) -> Samples:
+        """Timeline samples [start, end), zeros where the timeline has not reached yet."""
+        out = np.zeros(max(0, end - start), np.float32)
+        with self._lock:
+            first, last = max(start, 0) // FRAME, min(end, len(self._timeline) * FRAME)
+            for index in range(first, (last + FRAME - 1) // FRAME):
+                frame_start = index * FRAME
+                lo, hi = max(start, frame_start), min(end, frame_start + FRAME)
+                if hi > lo:
+                    out[lo - start : hi - start] = self._timeline[index][lo - frame_start : hi - frame_start]
+        return out
+
     def recording(self) -> Samples:
         with self._lock:
             return np.concatenate(self._timeline) if self._timeline else np.zeros(0, np.float32)

@@ -44,7 +44,7 @@ ONSET_PROB = 0.5
 OFFSET_PROB = 0.35
 ONSET_WINDOWS = 2  # 64 ms of speech starts a turn (or a barge-in)
 PRE_ROLL_S = 0.35  # audio kept from before the detector fired: the first syllable
-SPECULATE_WINDOWS = 2  # 64 ms of silence: transcribe the words so far, in case the turn is ending
+SPECULATE_WINDOWS = 1  # 32 ms of silence: transcribe the words so far, in case the turn is ending
 CHUNK_PAUSE_MS = 160  # a pause this long commits the words so far as a transcribed piece
 QUICK_END_MS = 250  # silence that ends a turn whose words end a sentence
 MIN_SPEECH_WINDOWS = 4  # shorter blips (a cough, a click) are not transcribed
@@ -392,6 +392,9 @@ class VoiceLoop:
         self._cut_sent = False
         self._turn = turn
         self._set_state(VoiceState.HEARING)
+        if self._answering is None:
+            # While the user speaks, the model can already read the conversation so far.
+            threading.Thread(target=self.turns.prepare, name="hearth-voice-prefill", daemon=True).start()
 
     def _submit(self, samples: Samples) -> Future[str]:
         language = None if self.settings.language == "auto" else self.settings.language

@@ -116,11 +116,7 @@ class EchoRoom:
             offset = int((self._source.started_at - self._speaker.timeline_start) * RATE)
             begin = self._heard + offset - self._delay
             self._heard += len(chunk)
-            played = self._speaker.recording()
-            echo = np.zeros(len(chunk), np.float32)
-            lo, hi = max(begin, 0), min(begin + len(chunk), len(played))
-            if hi > lo:
-                echo[lo - begin : hi - begin] = played[lo:hi]
+            echo = self._speaker.segment(begin, begin + len(chunk))
             sink(chunk + self._gain * echo)
 
         self._source.start(mixed)

@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 CODE_BLOCK = "Here is a code block."
-EARLY_MIN_WORDS = 12  # a first sentence longer than this may be cut at a comma …
-EARLY_COMMA_AFTER = 4  # … that follows at least this many words
+EARLY_MIN_WORDS = 8  # a first sentence longer than this may be cut at a comma …
+EARLY_COMMA_AFTER = 3  # … that follows at least this many words
 
 ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof sr jr st mt vs gen col lt sgt capt rev hon fig approx dept est univ ave blvd no".split()

@@ -7,6 +7,7 @@ what was actually heard and marks it interrupted, so the conversation shows what
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -16,10 +17,15 @@ from typing import Protocol
 from app.core.conversation import Message
 from app.core.turn import ChatSession, ReplyFinished, ReplyStarted, TextDelta, TurnEvent
 
+log = logging.getLogger("hearth.voice")
+
 
 class TurnHandler(Protocol):
     def respond(self, text: str, cancel: threading.Event, meta: dict[str, object] | None = None) -> Iterator[str]:
         """Commit `text` as the user's message and stream the reply's text as it is written."""
+
+    def prepare(self) -> None:
+        """The user started speaking: get ready to answer (optional work, may do nothing)."""
 
     def cut(self, heard: str, by: str = "speech") -> None:
         """The reply just streamed was heard only up to `heard` (spoken words): keep that much.
@@ -73,6 +79,15 @@ class SessionTurns:
                     self._reply = event.message
                     self._reply_text = event.message.content
                 self._observe(event)
+
+    def prepare(self) -> None:
+        conversation_id = self._conversation()
+        if conversation_id is None:
+            conversation_id = self.conversation_id
+        try:
+            self._session.prefill(conversation_id)
+        except Exception:  # only a head start; the reply itself reports real problems
+            log.debug("prefill failed", exc_info=True)
 
     def cut(self, heard: str, by: str = "speech") -> None:
         reply = self._reply

@@ -69,6 +69,22 @@ def test_kv_cache_is_reused_across_turns(engine: LlamaCppEngine) -> None:
     assert second.prompt_evaluated <= new_tail + 2
 
 
+def test_prefill_reads_the_known_prompt_ahead_and_changes_nothing(engine: LlamaCppEngine) -> None:
+    system = ChatMessage("system", "You are a patient teacher who explains things in plain words to curious people.")
+    question = [system, ChatMessage("user", "What is rain?")]
+    plain = "".join(engine.stream([ChatMessage("system", "Another prompt entirely, to empty the cache.")], GREEDY))
+    plain = "".join(engine.stream(question, GREEDY))
+    cold = engine.last_stats.prompt_evaluated
+    "".join(engine.stream([ChatMessage("system", "Another prompt entirely, to empty the cache.")], GREEDY))
+
+    evaluated = engine.prefill([system])
+    assert evaluated > 10  # the instructions and the user-turn header
+    assert engine.prefill([system]) == 0  # already read
+    warm = "".join(engine.stream(question, GREEDY))
+    assert warm == plain
+    assert engine.last_stats.prompt_evaluated <= cold - evaluated + 1
+
+
 def test_prompt_longer_than_the_context_is_refused(engine: LlamaCppEngine) -> None:
     huge = [SYSTEM, ChatMessage("user", "word " * 3000)]
     with pytest.raises(PromptError) as info:

@@ -33,7 +33,7 @@ def test_real_speech_golden_transcript(transcriber: Transcriber) -> None:
 
 
 def test_runs_on_the_cpu_in_int8_when_asked(transcriber: Transcriber) -> None:
-    assert (transcriber.device, transcriber.compute_type) == ("cpu", "int8")
+    assert (transcriber.device, transcriber.compute_type) == ("cpu", "int8_float32")
     assert transcriber.multilingual is False and transcriber.languages == ("en",)
 
 
@@ -116,9 +116,9 @@ def test_gpu_request_falls_back_to_the_cpu_when_there_is_none(whisper_dir: Path,
     caplog.set_level(logging.WARNING, logger="hearth.voice.stt")
     engine = Transcriber(whisper_dir, device="cuda", threads=THREADS)
     if ctranslate2.get_cuda_device_count() > 0:
-        assert (engine.device, engine.compute_type) in (("cuda", "float16"), ("cpu", "int8"))
+        assert (engine.device, engine.compute_type) in (("cuda", "float16"), ("cpu", "int8_float32"))
     else:
-        assert (engine.device, engine.compute_type) == ("cpu", "int8")
+        assert (engine.device, engine.compute_type) == ("cpu", "int8_float32")
         assert "cannot use the GPU" in caplog.text
     assert "fellow americans" in engine.transcribe(load_audio(JFK)[: 4 * RATE]).text.lower()
 

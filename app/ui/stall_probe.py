@@ -103,3 +103,64 @@ def measure_stall(model_path: Path, folder: Path, max_tokens: int = 200) -> dict
     probe.timer.stop()
     window.close()
     return probe.result()
+
+
+def measure_voice_stall(model_path: Path, folder: Path, question: Any, timeout_s: float = 120.0) -> dict[str, float]:
+    """The longest GUI stall while the window listens to a spoken question, thinks and answers aloud.
+
+    The microphone plays `question` (16 kHz samples) and the speaker records; the speech models come
+    from the user's catalog folder like the window's own.
+    """
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.ui.main_window import MainWindow
+    from app.ui.voice_controller import VoiceDevices
+    from app.voice.audio import FileInput, RecordingOutput
+
+    app = QApplication.instance() or QApplication([])
+
+    def devices(settings: Any, on_error: Any) -> VoiceDevices:
+        mic = FileInput(question, tail_s=30.0, name="question")
+        speaker = RecordingOutput(name="speaker")
+
+        def close() -> None:
+            mic.stop()
+            speaker.close()
+
+        return VoiceDevices(mic, speaker, speaker.start, close)
+
+    controller = _controller(model_path, folder, max_tokens=60)
+    window = MainWindow(controller, voice_devices=devices)
+    window.show()
+    probe = _TickRecorder()
+    states: list[str] = []
+
+    def on_state(state: str) -> None:
+        states.append(state)
+        if state == "listening" and not probe.streaming:
+            probe.started(None)  # from the first moment the microphone is live
+        elif state == "listening" and "speaking" in states:
+            probe.finished(None)
+            app.quit()
+        elif state == "off" and len(states) > 2:
+            app.quit()
+
+    window.voice.stateChanged.connect(on_state)
+    window.voice.notice.connect(lambda message, hint: app.quit())
+    controller.engineReady.connect(lambda _: window.voice.set_enabled(True))
+    probe.timer.start()
+    controller.start()
+    QTimer.singleShot(int(timeout_s * 1000), app.quit)
+    app.exec()
+    probe.timer.stop()
+    window.voice.set_enabled(False)
+    window.close()
+    result = probe.result()
+    result.pop("tokens", None)
+    result["states"] = float(len(states))
+    if "speaking" not in states:
+        raise RuntimeError(f"the spoken turn did not complete (states: {states})")
+    return result

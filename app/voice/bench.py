@@ -4,7 +4,8 @@
   to the first audible sample of the reply (echo of the reply mixed back into the microphone);
 - barge_in_ms: median, from the onset of speech over a reply to the speaker falling silent;
 - stt_rtf / tts_rtf: seconds of audio handled per second of compute (higher is faster);
-- stt_wer: word error rate of speech recognition on Piper-spoken sentences.
+- stt_wer: word error rate of speech recognition on Piper-spoken sentences;
+- voice_gui_stall_ms: the longest GUI event-loop stall while the window listens, thinks and speaks.
 """
 
 from __future__ import annotations
@@ -99,4 +100,9 @@ def bench_voice(model_path: Path, folder: Path, utterances: int = 10) -> list[An
     tts_rtf = Figure("tts_rtf", tts_audio / tts_time, 1.0, "higher", "x", {"audio_s": tts_audio, "compute_s": tts_time})
     session.engine.close()
     session.store.close()
-    return [round_trip, barge_in, wer, stt_rtf, tts_rtf]
+
+    from app.ui.stall_probe import measure_voice_stall
+
+    stall = measure_voice_stall(model_path, folder, questions[0].samples)
+    gui = Figure("voice_gui_stall_ms", stall["stall_ms"], 50.0, "lower", "ms", stall)
+    return [round_trip, barge_in, wer, stt_rtf, tts_rtf, gui]

@@ -16,7 +16,14 @@ if TYPE_CHECKING:
 LAUNCH_T0 = time.perf_counter()
 
 
+# QtMultimedia probes for PipeWire before it settles on PulseAudio; the probe's warning is noise.
+QUIET_MULTIMEDIA = "qt.multimedia.symbolsresolver.warning=false"
+
+
 def run_gui() -> int:
+    rules = os.environ.get("QT_LOGGING_RULES", "")
+    if QUIET_MULTIMEDIA not in rules:
+        os.environ["QT_LOGGING_RULES"] = f"{rules};{QUIET_MULTIMEDIA}" if rules else QUIET_MULTIMEDIA
     from PySide6.QtCore import QTimer
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication

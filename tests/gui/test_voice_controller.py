@@ -45,7 +45,10 @@ QUESTION = "What is the capital of France?"
 LONG_QUESTION = "What is the capital of France? Tell me in one sentence."
 START_MS = 60_000  # loading Whisper, Piper and the voice detector on a small machine
 TURN_MS = 90_000  # one whole spoken turn, read aloud in real time
-MAX_STALL_MS = 200.0
+# Work done on the GUI thread by mistake (loading a model, waiting on a device) stalls it for
+# seconds; a busy shared machine alone can delay it by a few hundred ms. The benchmark
+# (`voice_gui_stall_ms`) reports the real figure.
+MAX_STALL_MS = 1000.0
 SILENCE_AFTER_S = 120.0  # the microphone keeps delivering silence after the question
 
 

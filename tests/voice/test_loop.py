@@ -71,7 +71,7 @@ def test_a_spoken_question_is_heard_answered_aloud_and_stored(session: ChatSessi
     spoken = models.stt.transcribe(report.output[int(0.2 * RATE) :]).text
     first = _words(spoken)[:3]
     assert first and " ".join(first) in " ".join(_words(reply.content)), (spoken, reply.content)
-    assert {"endpoint", "transcribed", "first_token", "first_sentence", "first_audio"} <= set(report.stages)
+    assert {"endpoint", "transcribed", "first_token", "first_sentence", "first_audible"} <= set(report.stages)
 
 
 def test_espeak_speech_is_understood(session: ChatSession, models: VoiceModels) -> None:

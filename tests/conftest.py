@@ -93,3 +93,8 @@ def speech_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.speech_models import prepare_speech_home
 
     return prepare_speech_home(tmp_path_factory.mktemp("speech-home"), session=True)
+
+
+# The private PulseAudio server is one per test process (QtMultimedia connects to the first server
+# it sees), so its session fixture is defined here, once, for every folder.
+from tests.pulse import pulse  # noqa: E402, F401

@@ -67,29 +67,20 @@ class AudioOutput(Protocol):
 class ReferenceTap:
     """What an output sent to its device, kept for the echo canceller to read in lockstep.
 
-    Writers append as they hand samples over; the reader takes exactly `n` at a time. When the
-    writer is late the reader gets zeros, and the late samples are dropped when they arrive, so
-    the reference never slips behind the microphone. The backlog is capped so a reader that stops
-    reading cannot grow it forever.
+    Writers append as they hand samples over; the reader takes exactly `n` at a time, getting
+    zeros when nothing is there. Writer and reader run at the same real-time pace, so the backlog
+    stays about constant; it is capped (oldest dropped) so the reference can never fall far behind
+    the microphone, and the echo canceller follows the small remaining delay itself.
     """
 
-    def __init__(self, cap_s: float = 2.0) -> None:
+    def __init__(self, cap_s: float = 0.5) -> None:
         self._chunks: deque[Samples] = deque()
         self._size = 0
         self._cap = int(cap_s * RATE)
         self._lock = threading.Lock()
-        self._debt = 0  # samples the reader already took as zeros because the writer was late
 
     def push(self, samples: Samples) -> None:
         with self._lock:
-            if self._debt:
-                # Those samples' moment has passed: the reader took silence in their place.
-                # Dropping them keeps the reference in step with the microphone.
-                skip = min(self._debt, len(samples))
-                self._debt -= skip
-                samples = samples[skip:]
-                if not len(samples):
-                    return
             self._chunks.append(samples.astype(np.float32, copy=False))
             self._size += len(samples)
             while self._size > self._cap and self._chunks:
@@ -109,14 +100,12 @@ class ReferenceTap:
                 else:
                     self._chunks[0] = head[used:]
                 self._size -= used
-            self._debt = min(self._debt + n - filled, self._cap)
         return out
 
     def clear(self) -> None:
         with self._lock:
             self._chunks.clear()
             self._size = 0
-            self._debt = 0
 
 
 class FileInput:

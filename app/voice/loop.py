@@ -43,6 +43,7 @@ log = logging.getLogger("hearth.voice")
 ONSET_PROB = 0.5
 OFFSET_PROB = 0.35
 ONSET_WINDOWS = 2  # 64 ms of speech starts a turn (or a barge-in)
+ONSET_WINDOWS_OVER_ECHO = 3  # while Hearth's own voice may be in the microphone, 96 ms
 PRE_ROLL_S = 0.35  # audio kept from before the detector fired: the first syllable
 SPECULATE_WINDOWS = 1  # 32 ms of silence: transcribe the words so far, in case the turn is ending
 CHUNK_PAUSE_MS = 160  # a pause this long commits the words so far as a transcribed piece
@@ -204,6 +205,8 @@ class VoiceLoop:
             sentences = SentenceStream
         self._sentences = sentences
         self._vad = vad or SileroVad()
+        self._vad_raw = SileroVad()
+        self._echo_path = EchoPath()
         self._echo = echo if echo is not None else (EchoCanceller() if settings.echo_cancellation else None)
         self._chunks: queue.Queue[Samples | None] = queue.Queue()
         self._control: queue.Queue[Callable[[], None]] = queue.Queue()
@@ -219,6 +222,7 @@ class VoiceLoop:
         self._ring: deque[Samples] = deque(maxlen=int(PRE_ROLL_S * RATE / WINDOW) + 1)
         self._pending = np.zeros(0, dtype=np.float32)
         self._window = np.zeros(0, dtype=np.float32)
+        self._window_raw = np.zeros(0, dtype=np.float32)
         self._run_len = 0
         self._silence = 0
         self._cut_sent = False
@@ -238,9 +242,18 @@ class VoiceLoop:
             return
         self._thread = threading.Thread(target=self._frames, name="hearth-voice-frames", daemon=True)
         self._thread.start()
-        self._set_state(VoiceState.LISTENING)
         self.speaker.clear_reference()  # the reference and the microphone start together
-        self.mic.start(self._chunks.put)
+        try:
+            self.mic.start(self._chunks.put)
+        except BaseException:
+            self._chunks.put(None)
+            self._thread.join()
+            self._thread = None
+            raise
+        with self._lock:
+            opened = self._state == VoiceState.OFF  # speech may already have begun a turn
+        if opened:
+            self._set_state(VoiceState.LISTENING)
 
     def stop(self) -> None:
         """Stop listening and speaking; a reply being written is stopped and kept as it stands."""
@@ -306,15 +319,25 @@ class VoiceLoop:
     def _consume(self, chunk: Samples) -> None:
         self._pending = np.concatenate([self._pending, chunk.astype(np.float32, copy=False)])
         while len(self._pending) >= FRAME:
-            frame, self._pending = self._pending[:FRAME], self._pending[FRAME:]
+            raw, self._pending = self._pending[:FRAME], self._pending[FRAME:]
             reference = self.speaker.take_reference(FRAME)
-            if self._echo is not None:
-                frame = self._echo.process(frame, reference)
-            self._level(frame)
-            self._window = np.concatenate([self._window, frame])
+            cleaned = self._echo.process(raw, reference) if self._echo is not None else raw
+            self._echo_path.note(raw, reference)
+            self._level(cleaned)
+            self._window = np.concatenate([self._window, cleaned])
+            self._window_raw = np.concatenate([self._window_raw, raw])
             if len(self._window) >= WINDOW:
                 window, self._window = self._window[:WINDOW], self._window[WINDOW:]
-                self._on_window(window, self._vad(window))
+                window_raw, self._window_raw = self._window_raw[:WINDOW], self._window_raw[WINDOW:]
+                prob, prob_raw = self._vad(window), self._vad_raw(window_raw)
+                if self._echo is None or self._echo_path.absent():
+                    # Nothing of Hearth's voice can be in the microphone (it has been quiet, or the
+                    # user wears headphones): listen to the microphone itself. The canceller also
+                    # damps the user's words for a while after playback, so its output is used
+                    # only while an echo may really be there.
+                    self._on_window(window_raw, prob_raw)
+                else:
+                    self._on_window(window, prob)
 
     def _level(self, frame: Samples) -> None:
         self._level_acc.append(frame)
@@ -329,7 +352,8 @@ class VoiceLoop:
         if turn is None:
             self._ring.append(window)
             self._run_len = self._run_len + 1 if prob >= ONSET_PROB else 0
-            if self._run_len >= ONSET_WINDOWS and self.settings.mode == "hands-free" and not self._ptt:
+            needed = ONSET_WINDOWS if self._echo_path.absent() else ONSET_WINDOWS_OVER_ECHO
+            if self._run_len >= needed and self.settings.mode == "hands-free" and not self._ptt:
                 self._begin_turn(onset_windows=self._run_len)
             return
         turn.audio.append(window)
@@ -378,6 +402,9 @@ class VoiceLoop:
                 self._end_turn(turn)
 
     def _begin_turn(self, onset_windows: int) -> None:
+        log.debug(
+            "speech onset (%s; echo %s: %s)", self._state.value, "absent" if self._echo_path.absent() else "possible", self._echo_path
+        )
         if self._state in (VoiceState.THINKING, VoiceState.SPEAKING):
             self._barge_in()
         self._turn_count += 1
@@ -617,6 +644,56 @@ class VoiceLoop:
                 return
             self._state = state
         self._emit(StateChanged(state))
+
+
+class EchoPath:
+    """Whether any of the speaker can be in the microphone right now.
+
+    It cannot when the speaker has been silent for longer than any room's echo (`TAIL_S`), or when
+    the microphone stays far quieter than what is played: headphones, or speakers turned down.
+    Energies are compared over quarter-second blocks, which the speaker-to-microphone delay
+    (up to a few hundred ms) barely shifts, skipping each reply's first block (its echo has not
+    arrived yet); the median of the last three seconds of playback decides.
+    """
+
+    TAIL_S = 0.6
+    PLAYING_DB = -50.0
+    COUPLED_DB = -30.0
+    BLOCK = 25  # frames: 250 ms
+    MIN_BLOCKS = 4
+
+    def __init__(self) -> None:
+        self._since_playing = 10**9  # frames since the speaker last played something
+        self._blocks: deque[float] = deque(maxlen=12)
+        self._mic_energy = 0.0
+        self._played_energy = 0.0
+        self._frames = 0
+        self._weak = False
+        self._was_playing = False
+
+    def note(self, mic: Samples, reference: Samples) -> None:
+        played = float(np.dot(reference, reference))
+        self._since_playing = 0 if played > FRAME * 10 ** (self.PLAYING_DB / 10) else self._since_playing + 1
+        self._mic_energy += float(np.dot(mic, mic))
+        self._played_energy += played
+        self._frames += 1
+        if self._frames < self.BLOCK:
+            return
+        playing = self._played_energy > self.BLOCK * FRAME * 10 ** (self.PLAYING_DB / 10)
+        if playing and self._was_playing:  # the first block of a reply is ahead of its own echo
+            self._blocks.append(10 * float(np.log10(max(self._mic_energy, 1e-12) / self._played_energy)))
+            if len(self._blocks) >= self.MIN_BLOCKS:
+                self._weak = float(np.median(self._blocks)) < self.COUPLED_DB
+        self._was_playing = playing
+        self._mic_energy = self._played_energy = 0.0
+        self._frames = 0
+
+    def absent(self) -> bool:
+        return self._since_playing * FRAME > self.TAIL_S * RATE or self._weak
+
+    def __repr__(self) -> str:
+        blocks = ", ".join(f"{b:.0f}" for b in self._blocks)
+        return f"EchoPath(quiet for {self._since_playing * FRAME / RATE:.2f} s, coupling dB [{blocks}])"
 
 
 def _trim_lead_in(chunk: Samples, threshold: float = 0.003, keep_s: float = 0.02) -> Samples:

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from pytestqt.qtbot import QtBot
 
-from tests.pulse import PulseServer, pulse  # noqa: F401
+from tests.pulse import PulseServer
 
 
 @pytest.fixture
-def audio(pulse: PulseServer, qtbot: QtBot) -> PulseServer:  # noqa: F811
+def audio(pulse: PulseServer, qtbot: QtBot) -> PulseServer:
     """The PulseAudio server, started before anything in the test touches QtMultimedia."""
     return pulse
 

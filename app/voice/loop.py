@@ -43,7 +43,7 @@ log = logging.getLogger("hearth.voice")
 ONSET_PROB = 0.5
 OFFSET_PROB = 0.35
 ONSET_WINDOWS = 2  # 64 ms of speech starts a turn (or a barge-in)
-ONSET_WINDOWS_OVER_ECHO = 3  # while Hearth's own voice may be in the microphone, 96 ms
+ONSET_WINDOWS_OVER_ECHO = 2  # while Hearth's own voice may be in the microphone
 PRE_ROLL_S = 0.35  # audio kept from before the detector fired: the first syllable
 SPECULATE_WINDOWS = 1  # 32 ms of silence: transcribe the words so far, in case the turn is ending
 CHUNK_PAUSE_MS = 160  # a pause this long commits the words so far as a transcribed piece
@@ -660,7 +660,7 @@ class EchoPath:
     PLAYING_DB = -50.0
     COUPLED_DB = -30.0
     BLOCK = 25  # frames: 250 ms
-    MIN_BLOCKS = 4
+    MIN_BLOCKS = 2
 
     def __init__(self) -> None:
         self._since_playing = 10**9  # frames since the speaker last played something

@@ -34,7 +34,6 @@ from tests.e2e.voice_kit import (
     TURN_MS,
     DeviceWindow,
     ReplyLog,
-    detection_delays,
     end_of_sound,
     first_loud,
     index_at,
@@ -183,7 +182,7 @@ def test_a_spoken_question_is_answered_aloud_on_the_speaker(
         question, bound = said[QUESTION], 0.2
     else:
         require(espeak_available(), "espeak-ng is not installed (dev.sh installs it)")
-        question, bound = espeak_utterance(ESPEAK_QUESTION), 0.4
+        question, bound = espeak_utterance(ESPEAK_QUESTION), 0.5
     app.voice_on()
     with pulse.record() as speaker, pulse.record(device=MIC) as mic:
         speaker.wait_for_audio()
@@ -349,18 +348,3 @@ def test_a_missing_device_says_so_and_leaves_voice_off(qtbot: QtBot, app: Device
     app.configure()
     app.voice_on()
     assert "listening" not in shown_states, f"the voice bar said Listening… with the {what} missing: {shown_states}"
-
-
-def test_speech_over_hearths_voice_is_detected_when_none_of_it_comes_back(piper: Voice, said: dict[str, Utterance]) -> None:
-    """Barge-in with headphones, in its smallest form (no devices, no chat model): the loop's own
-    echo canceller and voice detector (`detection_delays`) while Hearth's voice plays and the user
-    says "Stop, that is enough." at several moments, the microphone hearing the user alone. The
-    onset rule must fire within a second of the first word every time, as it does when the
-    microphone also hears Hearth's voice (speakers).
-    """
-    far = np.concatenate(list(piper.synthesize_16k(STORY_REPLY)))
-    onsets = [1.5 + 0.5 * i for i in range(14)]
-    delays = detection_delays(far, said[ENOUGH].samples, onsets, echo_gain=0.0)
-    print(f"\ndetection delays (s) at {onsets} s into the reply, no echo: {delays}")
-    missed = {onset: d for onset, d in zip(onsets, delays, strict=True) if d is None or not 0.0 <= d < BARGE_IN_BOUND_S}
-    assert not missed, f"the user was not detected within {BARGE_IN_BOUND_S:.0f} s (None: not within 2 s) when speaking at {missed}"

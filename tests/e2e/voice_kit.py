@@ -6,8 +6,6 @@
 * `ReplyLog`: every word of each reply as it streamed, to compare with what was stored.
 * Helpers that read recordings: which 10 ms frames are loud, when speech starts and stops, and
   how a moment on the clock maps to a sample of a `Recording`.
-* `detection_delays`: the loop's echo canceller and voice detector run offline on Hearth's voice
-  with the user speaking over it — barge-in in its smallest form.
 """
 
 from __future__ import annotations
@@ -236,38 +234,3 @@ def shared_run(said: str, heard: str, run: int = 3, within: int = 8) -> list[str
         if tuple(said_words[i : i + run]) in heard_runs:
             return said_words[i : i + run]
     return None
-
-
-def detection_delays(far: np.ndarray, user: np.ndarray, onsets_s: list[float], echo_gain: float, echo_delay_s: float = 0.12) -> list[float | None]:
-    """The voice loop's own filters, without devices: for each onset, `user` is said `onsets_s`
-    into `far` (Hearth's voice, playing) and the microphone hears it plus `echo_gain` × `far`,
-    `echo_delay_s` late. Each 10 ms frame goes through `EchoCanceller` with the frame that was
-    played, then `SileroVad` every 32 ms, and the loop's onset rule (`ONSET_WINDOWS` windows at
-    `ONSET_PROB`) is applied, as `VoiceLoop._consume` and `_on_window` do. Returns, per onset,
-    seconds from the user's first word to the first detection (negative: Hearth's own voice was
-    taken for the user before they spoke; None: not within 2 s)."""
-    from app.voice.loop import ONSET_PROB, ONSET_WINDOWS
-    from app.voice.utterances import speech_bounds
-    from app.voice.vad import WINDOW, EchoCanceller, SileroVad
-
-    first_word, _ = speech_bounds(user)
-    delay = int(echo_delay_s * RATE)
-    delays: list[float | None] = []
-    for onset_s in onsets_s:
-        at = int(onset_s * RATE)
-        speech_at = at + first_word
-        end = min(len(far), speech_at + 2 * RATE)
-        near = np.zeros(end, np.float32)
-        near[delay:] += echo_gain * far[: end - delay]
-        said = min(len(user), end - at)
-        near[at : at + said] += user[:said]
-        echo, vad = EchoCanceller(), SileroVad()
-        cleaned = np.concatenate([echo.process(near[i : i + FRAME], far[i : i + FRAME]) for i in range(0, end - FRAME + 1, FRAME)])
-        run, found = 0, None
-        for start in range(0, len(cleaned) - WINDOW + 1, WINDOW):
-            run = run + 1 if vad(cleaned[start : start + WINDOW]) >= ONSET_PROB else 0
-            if run >= ONSET_WINDOWS:
-                found = round((start + WINDOW - speech_at) / RATE, 3)
-                break
-        delays.append(found)
-    return delays

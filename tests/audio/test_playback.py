@@ -22,10 +22,12 @@ TONE_DB = 20 * np.log10(0.5 / np.sqrt(2))
 
 
 class LoggingTap(ReferenceTap):
-    """A reference tap that also keeps a log of every push, with its time."""
+    """A reference tap that also keeps a log of every push, with its time.
+
+    It holds up to 3 s (the loop's tap holds 0.5 s), so a test can read back all it was given."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(cap_s=3.0)
         self.log: list[tuple[float, np.ndarray]] = []
         self._log_lock = threading.Lock()
 

@@ -222,3 +222,39 @@ def test_speech_bounds_find_the_spoken_part() -> None:
     samples[RATE // 2 : RATE] = 0.3
     start, end = speech_bounds(samples)
     assert abs(start - RATE // 2) <= 160 and abs(end - RATE) <= 160
+
+
+def _frames(signal: np.ndarray) -> list[np.ndarray]:
+    return [signal[i : i + 160] for i in range(0, len(signal) - 159, 160)]
+
+
+def test_the_echo_path_is_judged_from_what_the_microphone_hears_of_the_speaker() -> None:
+    from app.voice.loop import EchoPath
+
+    rng = np.random.default_rng(5)
+    played = (rng.standard_normal(3 * RATE) * 0.1).astype(np.float32)
+    delayed = np.concatenate([np.zeros(int(0.15 * RATE), np.float32), played])[: len(played)]
+
+    speakers = EchoPath()
+    for mic, ref in zip(_frames(0.5 * delayed), _frames(played), strict=True):
+        speakers.note(mic, ref)
+    assert not speakers.absent(), "laptop speakers: the microphone hears the reply"
+
+    headphones = EchoPath()
+    verdicts = []
+    for mic, ref in zip(_frames(np.zeros_like(played)), _frames(played), strict=True):
+        headphones.note(mic, ref)
+        verdicts.append(headphones.absent())
+    assert all(verdicts[int(0.8 * 100) :]), "headphones: known within a second of playback"
+
+    # The user talking over a reply (headphones) for a second does not make an echo appear.
+    user = (rng.standard_normal(RATE) * 0.1).astype(np.float32)
+    for mic, ref in zip(_frames(user), _frames(played[:RATE]), strict=True):
+        headphones.note(mic, ref)
+    assert headphones.absent()
+
+    # Once the speaker has been quiet longer than any echo, nothing of it can be in the microphone.
+    quiet = int(0.7 * RATE)
+    for mic, ref in zip(_frames(0.5 * delayed[:quiet]), _frames(np.zeros(quiet, np.float32)), strict=True):
+        speakers.note(mic, ref)
+    assert speakers.absent()

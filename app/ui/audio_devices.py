@@ -464,21 +464,97 @@ class _ErrorRelay(QObject):
 # ------------------------------------------------------------------ input
 
 
-class _Capture(QObject):
-    """One capture session on the audio thread: the QAudioSource, its QIODevice, a device watcher."""
+class _DeviceSession(QObject):
+    """What the capture and playback halves share on their audio thread: following the device
+    list (a vanished device is replaced by the default when the user chose "System default",
+    else reported), turning Qt's error states into a `VoiceError`, and reporting to the owner."""
 
-    def __init__(self, owner: QtAudioInput, device: QAudioDevice, session: int) -> None:
+    KIND = INPUT
+    LABEL = "microphone"
+    HINT = _MIC_HINT
+
+    def __init__(self, owner: Any) -> None:
         super().__init__()
         # Weak: a device dropped without close() must not be kept alive by, or take down, its thread.
         self._owner_ref = weakref.ref(owner)
         self._native, self._buffer_ms, self._follow_default = owner.native_format, owner.buffer_ms, not owner.device_id
+        self.device: QAudioDevice | None = None
+        self._watcher = QMediaDevices(self)
+        changed = self._watcher.audioInputsChanged if self.KIND == INPUT else self._watcher.audioOutputsChanged
+        changed.connect(self._devices_changed)
+
+    def open(self, device: QAudioDevice) -> QAudioFormat:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _stream(self) -> QAudioSource | QAudioSink | None:
+        """The open Qt audio object, None when closed."""
+        raise NotImplementedError
+
+    def _report(self, owner: Any, error: VoiceError) -> None:
+        raise NotImplementedError
+
+    def _failed_with(self, exc: Exception, doing: str) -> None:
+        log.exception("%s %s failed", self.LABEL, doing)
+        self._fail(VoiceError(f"The {self.LABEL} failed: {exc}", self.HINT))
+
+    @Slot(QtAudio.State)
+    def _state_changed(self, state: QtAudio.State) -> None:
+        try:
+            stream = self._stream()
+            if stream is None:
+                return
+            error = stream.error()
+            if error in (QtAudio.Error.OpenError, QtAudio.Error.IOError, QtAudio.Error.FatalError):
+                name = self.device.description() if self.device is not None else self.LABEL
+                self._fail(VoiceError(f"The {self.LABEL} “{name}” stopped: {_describe_error(error)}.", self.HINT))
+        except Exception as exc:
+            self._failed_with(exc, "state handling")
+
+    @Slot()
+    def _devices_changed(self) -> None:
+        try:
+            if self._stream() is None or self.device is None:
+                return
+            in_use = device_id(self.device)
+            if any(device_id(d) == in_use for d in list_devices(self.KIND)):
+                return
+            description = self.device.description()
+            replacement = default_device(self.KIND) if self._follow_default else None
+            if replacement is None:
+                self._fail(VoiceError(f"The {self.LABEL} “{description}” was disconnected.", self.HINT))
+                return
+            log.info("%s %r disappeared; following the default, %r", self.LABEL, description, replacement.description())
+            self.close()
+            self.open(replacement)
+            owner = self._owner_ref()
+            if owner is not None:
+                owner.device = replacement
+                owner.name = replacement.description()
+        except VoiceError as exc:
+            self._fail(exc)
+        except Exception as exc:
+            self._failed_with(exc, "hot-plug handling")
+
+    def _fail(self, error: VoiceError) -> None:
+        self.close()
+        owner = self._owner_ref()
+        if owner is not None:
+            self._report(owner, error)
+
+
+class _Capture(_DeviceSession):
+    """One capture session on the audio thread: the QAudioSource and its QIODevice."""
+
+    def __init__(self, owner: QtAudioInput, device: QAudioDevice, session: int) -> None:
+        super().__init__(owner)
         self._session = session
         self.device = device
         self._source: QAudioSource | None = None
         self._io: Any = None
         self._converter: _CaptureConverter | None = None
-        self._watcher = QMediaDevices(self)
-        self._watcher.audioInputsChanged.connect(self._devices_changed)
 
     def open(self, device: QAudioDevice) -> QAudioFormat:
         fmt = choose_format(device, self._native)
@@ -523,53 +599,13 @@ class _Capture(QObject):
             elif len(samples):
                 owner._deliver(self._session, samples)
         except Exception as exc:
-            log.exception("microphone capture failed")
-            self._fail(VoiceError(f"The microphone failed: {exc}", _MIC_HINT))
+            self._failed_with(exc, "capture")
 
-    @Slot(QtAudio.State)
-    def _state_changed(self, state: QtAudio.State) -> None:
-        try:
-            source = self._source
-            if source is None:
-                return
-            error = source.error()
-            if error in (QtAudio.Error.OpenError, QtAudio.Error.IOError, QtAudio.Error.FatalError):
-                self._fail(VoiceError(f"The microphone “{self.device.description()}” stopped: {_describe_error(error)}.", _MIC_HINT))
-        except Exception as exc:
-            log.exception("microphone state handling failed")
-            self._fail(VoiceError(f"The microphone failed: {exc}", _MIC_HINT))
+    def _stream(self) -> QAudioSource | None:
+        return self._source
 
-    @Slot()
-    def _devices_changed(self) -> None:
-        try:
-            if self._source is None:
-                return
-            in_use = device_id(self.device)
-            if any(device_id(d) == in_use for d in list_devices(INPUT)):
-                return
-            description = self.device.description()
-            replacement = default_device(INPUT) if self._follow_default else None
-            if replacement is None:
-                self._fail(VoiceError(f"The microphone “{description}” was disconnected.", _MIC_HINT))
-                return
-            log.info("microphone %r disappeared; following the default, %r", description, replacement.description())
-            self.close()
-            self.open(replacement)
-            owner = self._owner_ref()
-            if owner is not None:
-                owner.device = replacement
-                owner.name = replacement.description()
-        except VoiceError as exc:
-            self._fail(exc)
-        except Exception as exc:
-            log.exception("microphone hot-plug handling failed")
-            self._fail(VoiceError(f"The microphone failed: {exc}", _MIC_HINT))
-
-    def _fail(self, error: VoiceError) -> None:
-        self.close()
-        owner = self._owner_ref()
-        if owner is not None:
-            owner._failed(self._session, error)
+    def _report(self, owner: Any, error: VoiceError) -> None:
+        owner._failed(self._session, error)
 
 
 class QtAudioInput:
@@ -710,15 +746,15 @@ class QtAudioInput:
 # ------------------------------------------------------------------ output
 
 
-class _Playback(QObject):
-    """The output's audio-thread half: the QAudioSink, its 10 ms feeding timer, a device watcher."""
+class _Playback(_DeviceSession):
+    """The output's audio-thread half: the QAudioSink and its 10 ms feeding timer."""
+
+    KIND = OUTPUT
+    LABEL = "speaker"
+    HINT = _SPEAKER_HINT
 
     def __init__(self, owner: QtAudioOutput) -> None:
-        super().__init__()
-        # Weak: a device dropped without close() must not be kept alive by, or take down, its thread.
-        self._owner_ref = weakref.ref(owner)
-        self._native, self._buffer_ms, self._follow_default = owner.native_format, owner.buffer_ms, not owner.device_id
-        self.device: QAudioDevice | None = None
+        super().__init__(owner)
         self._sink: QAudioSink | None = None
         self._io: Any = None
         self._fmt: QAudioFormat | None = None
@@ -729,8 +765,6 @@ class _Playback(QObject):
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.setInterval(TICK_MS)
         self._timer.timeout.connect(self._tick)
-        self._watcher = QMediaDevices(self)
-        self._watcher.audioOutputsChanged.connect(self._devices_changed)
 
     def open(self, device: QAudioDevice) -> QAudioFormat:
         fmt = choose_format(device, self._native)
@@ -813,54 +847,13 @@ class _Playback(QObject):
             if written > 0:
                 self._spill = self._spill[written:]
         except Exception as exc:
-            log.exception("speaker feeding failed")
-            self._fail(VoiceError(f"The speaker failed: {exc}", _SPEAKER_HINT))
+            self._failed_with(exc, "feeding")
 
-    @Slot(QtAudio.State)
-    def _state_changed(self, state: QtAudio.State) -> None:
-        try:
-            sink = self._sink
-            if sink is None:
-                return
-            error = sink.error()
-            if error in (QtAudio.Error.OpenError, QtAudio.Error.IOError, QtAudio.Error.FatalError):
-                name = self.device.description() if self.device is not None else "speaker"
-                self._fail(VoiceError(f"The speaker “{name}” stopped: {_describe_error(error)}.", _SPEAKER_HINT))
-        except Exception as exc:
-            log.exception("speaker state handling failed")
-            self._fail(VoiceError(f"The speaker failed: {exc}", _SPEAKER_HINT))
+    def _stream(self) -> QAudioSink | None:
+        return self._sink
 
-    @Slot()
-    def _devices_changed(self) -> None:
-        try:
-            if self._sink is None or self.device is None:
-                return
-            in_use = device_id(self.device)
-            if any(device_id(d) == in_use for d in list_devices(OUTPUT)):
-                return
-            description = self.device.description()
-            replacement = default_device(OUTPUT) if self._follow_default else None
-            if replacement is None:
-                self._fail(VoiceError(f"The speaker “{description}” was disconnected.", _SPEAKER_HINT))
-                return
-            log.info("speaker %r disappeared; following the default, %r", description, replacement.description())
-            self.close()
-            self.open(replacement)
-            owner = self._owner_ref()
-            if owner is not None:
-                owner.device = replacement
-                owner.name = replacement.description()
-        except VoiceError as exc:
-            self._fail(exc)
-        except Exception as exc:
-            log.exception("speaker hot-plug handling failed")
-            self._fail(VoiceError(f"The speaker failed: {exc}", _SPEAKER_HINT))
-
-    def _fail(self, error: VoiceError) -> None:
-        self.close()
-        owner = self._owner_ref()
-        if owner is not None:
-            owner._failed(error)
+    def _report(self, owner: Any, error: VoiceError) -> None:
+        owner._failed(error)
 
 
 def _discard(thread: _AudioThread) -> None:

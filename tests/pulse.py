@@ -110,6 +110,7 @@ class Recording:
         self._blocks: list[bytes] = []
         self._arrivals: list[tuple[int, float]] = []  # (samples received so far, monotonic time)
         self._received = 0
+        self._first_block = threading.Event()
         self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, name="pulse-record", daemon=True)
         self._reader.start()
@@ -131,6 +132,8 @@ class Recording:
                 self._blocks.append(block[:usable])
                 self._received += usable // 2
                 self._arrivals.append((self._received, now))
+                if self._received:
+                    self._first_block.set()
 
     @property
     def received(self) -> int:
@@ -140,11 +143,8 @@ class Recording:
 
     def wait_for_audio(self, timeout: float = 5.0) -> None:
         """Wait until the recorder is actually receiving (its first block has arrived)."""
-        deadline = time.monotonic() + timeout
-        while self.received == 0:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"parec on {self.device} delivered nothing in {timeout} s")
-            time.sleep(0.005)
+        if not self._first_block.wait(timeout):
+            raise TimeoutError(f"parec on {self.device} delivered nothing in {timeout} s")
 
     def snapshot(self) -> np.ndarray:
         """Everything received so far, without stopping."""

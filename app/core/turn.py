@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from app.core.attachments import IMAGE_ONLY_TEXT, ImageSource, attach
 from app.core.context import ContextPlan, describe_drop, plan_context, to_chat, visible_dialogue
-from app.core.conversation import Conversation, Message
+from app.core.conversation import ChatMessage, Conversation, Message
 from app.core.images import ImageStore
 from app.core.store import Store
 from app.engines.llm import ChatEngine, GenerationStats
@@ -84,10 +84,7 @@ class ChatSession:
 
     def context_usage(self, conversation_id: int) -> tuple[int, int]:
         """(tokens the model would see now, context size) — for the context meter."""
-        conversation = self.store.get_conversation(conversation_id)
-        dialogue = visible_dialogue(self.store.messages(conversation_id))
-        used = self.engine.count_tokens(to_chat(self.instructions_for(conversation), dialogue))
-        return used, self.engine.info.n_ctx
+        return self.engine.count_tokens(self._prompt_so_far(conversation_id)), self.engine.info.n_ctx
 
     def prefill(self, conversation_id: int | None) -> int:
         """Let the engine read the conversation so far while the user is still speaking.
@@ -97,13 +94,14 @@ class ChatSession:
         prefill = getattr(self.engine, "prefill", None)
         if prefill is None:
             return 0
+        return int(prefill(self._prompt_so_far(conversation_id)))
+
+    def _prompt_so_far(self, conversation_id: int | None) -> list[ChatMessage]:
+        """The instructions and the visible dialogue, as the model would read them now."""
         if conversation_id is None:
-            instructions, dialogue = self.settings.default_instructions, []
-        else:
-            conversation = self.store.get_conversation(conversation_id)
-            instructions = self.instructions_for(conversation)
-            dialogue = visible_dialogue(self.store.messages(conversation_id))
-        return int(prefill(to_chat(instructions, dialogue)))
+            return to_chat(self.settings.default_instructions, [])
+        conversation = self.store.get_conversation(conversation_id)
+        return to_chat(self.instructions_for(conversation), visible_dialogue(self.store.messages(conversation_id)))
 
     # -- turns ----------------------------------------------------------------------
 

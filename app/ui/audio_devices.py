@@ -36,7 +36,6 @@ import logging
 import math
 import threading
 import weakref
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +44,7 @@ from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signa
 from PySide6.QtMultimedia import QAudioDevice, QAudioFormat, QAudioSink, QAudioSource, QMediaDevices, QtAudio
 
 from app.errors import VoiceError
-from app.voice.audio import RATE, ReferenceTap, Samples, SampleSink
+from app.voice.audio import RATE, ReferenceTap, SampleQueue, Samples, SampleSink
 from app.voice.audiofile import SILENCE_DBFS, Resampler, dbfs
 
 log = logging.getLogger("hearth.ui.audio")
@@ -897,8 +896,7 @@ class QtAudioOutput:
         self.reference = reference if reference is not None else ReferenceTap()
         self._relay = _ErrorRelay(on_error)
         self._lock = threading.Lock()
-        self._queue: deque[Samples] = deque()
-        self._pending = 0
+        self._queue = SampleQueue()
         self._played = 0
         self._thread: _AudioThread | None = None
         self._broken = False  # the device failed or disappeared since start()
@@ -960,13 +958,11 @@ class QtAudioOutput:
             return
         with self._lock:
             self._queue.append(chunk)
-            self._pending += len(chunk)
 
     def stop(self) -> None:
         """Drop the queue and what the device holds, at once. Safe from any thread."""
         with self._lock:
             self._queue.clear()
-            self._pending = 0
             self._played = 0
         thread = self._thread
         if thread is not None and not thread.closed:
@@ -980,7 +976,7 @@ class QtAudioOutput:
     @property
     def pending_samples(self) -> int:
         """Samples queued but not yet handed to the device."""
-        return self._pending
+        return self._queue.size
 
     def take_reference(self, n: int) -> Samples:
         """The next `n` samples of what went to the device (16 kHz; zeros where nothing was written)."""
@@ -993,26 +989,14 @@ class QtAudioOutput:
     def _take(self, n: int) -> Samples:
         """The next `n` samples for the device: queued audio, then silence. Feeds the reference."""
         out = np.zeros(n, dtype=np.float32)
-        filled = 0
         with self._lock:
-            while filled < n and self._queue:
-                head = self._queue[0]
-                used = min(n - filled, len(head))
-                out[filled : filled + used] = head[:used]
-                filled += used
-                if used == len(head):
-                    self._queue.popleft()
-                else:
-                    self._queue[0] = head[used:]
-            self._pending -= filled
-            self._played += filled
+            self._played += self._queue.take_into(out)
         self.reference.push(out)
         return out
 
     def _failed(self, error: VoiceError) -> None:
         with self._lock:
             self._queue.clear()
-            self._pending = 0
         self._broken = True
         log.warning("%s", error)
         self._relay.error.emit(error)

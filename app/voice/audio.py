@@ -64,6 +64,40 @@ class AudioOutput(Protocol):
         """Forget the reference kept so far (a microphone starting now reads from here)."""
 
 
+class SampleQueue:
+    """Chunks of samples in order, read back `n` at a time (not thread-safe: callers hold a lock)."""
+
+    def __init__(self) -> None:
+        self._chunks: deque[Samples] = deque()
+        self.size = 0
+
+    def append(self, samples: Samples) -> None:
+        self._chunks.append(samples.astype(np.float32, copy=False))
+        self.size += len(samples)
+
+    def drop_oldest(self) -> None:
+        self.size -= len(self._chunks.popleft())
+
+    def take_into(self, out: Samples) -> int:
+        """Fill `out` from the front of the queue; returns how many samples there were."""
+        filled = 0
+        while filled < len(out) and self._chunks:
+            head = self._chunks[0]
+            used = min(len(out) - filled, len(head))
+            out[filled : filled + used] = head[:used]
+            filled += used
+            if used == len(head):
+                self._chunks.popleft()
+            else:
+                self._chunks[0] = head[used:]
+        self.size -= filled
+        return filled
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self.size = 0
+
+
 class ReferenceTap:
     """What an output sent to its device, kept for the echo canceller to read in lockstep.
 
@@ -74,38 +108,25 @@ class ReferenceTap:
     """
 
     def __init__(self, cap_s: float = 0.5) -> None:
-        self._chunks: deque[Samples] = deque()
-        self._size = 0
+        self._queue = SampleQueue()
         self._cap = int(cap_s * RATE)
         self._lock = threading.Lock()
 
     def push(self, samples: Samples) -> None:
         with self._lock:
-            self._chunks.append(samples.astype(np.float32, copy=False))
-            self._size += len(samples)
-            while self._size > self._cap and self._chunks:
-                self._size -= len(self._chunks.popleft())
+            self._queue.append(samples)
+            while self._queue.size > self._cap:
+                self._queue.drop_oldest()
 
     def take(self, n: int) -> Samples:
         out = np.zeros(n, dtype=np.float32)
-        filled = 0
         with self._lock:
-            while filled < n and self._chunks:
-                head = self._chunks[0]
-                used = min(n - filled, len(head))
-                out[filled : filled + used] = head[:used]
-                filled += used
-                if used == len(head):
-                    self._chunks.popleft()
-                else:
-                    self._chunks[0] = head[used:]
-                self._size -= used
+            self._queue.take_into(out)
         return out
 
     def clear(self) -> None:
         with self._lock:
-            self._chunks.clear()
-            self._size = 0
+            self._queue.clear()
 
 
 class FileInput:
@@ -185,8 +206,7 @@ class RecordingOutput:
     def __init__(self, name: str = "recording", realtime: bool = True) -> None:
         self.name = name
         self._realtime = realtime
-        self._queue: deque[Samples] = deque()
-        self._pending = 0
+        self._queue = SampleQueue()
         self._played = 0
         self._lock = threading.Lock()
         self._timeline: list[Samples] = []
@@ -213,13 +233,11 @@ class RecordingOutput:
 
     def play(self, samples: Samples) -> None:
         with self._lock:
-            self._queue.append(samples.astype(np.float32, copy=False))
-            self._pending += len(samples)
+            self._queue.append(samples)
 
     def stop(self) -> None:
         with self._lock:
             self._queue.clear()
-            self._pending = 0
             self._played = 0
             self.stops.append(time.monotonic())
 
@@ -229,7 +247,7 @@ class RecordingOutput:
 
     @property
     def pending_samples(self) -> int:
-        return self._pending
+        return self._queue.size
 
     def take_reference(self, n: int) -> Samples:
         return self._tap.take(n)
@@ -256,18 +274,7 @@ class RecordingOutput:
     def _next_frame(self) -> Samples:
         frame = np.zeros(FRAME, dtype=np.float32)
         with self._lock:
-            filled = 0
-            while filled < FRAME and self._queue:
-                head = self._queue[0]
-                used = min(FRAME - filled, len(head))
-                frame[filled : filled + used] = head[:used]
-                filled += used
-                if used == len(head):
-                    self._queue.popleft()
-                else:
-                    self._queue[0] = head[used:]
-            self._pending -= filled
-            self._played += filled
+            self._played += self._queue.take_into(frame)
             self._timeline.append(frame)
         self._tap.push(frame)
         return frame
@@ -281,7 +288,7 @@ class RecordingOutput:
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            elif not self._pending:
+            elif not self._queue.size:
                 time.sleep(0.002)
                 continue
             self._next_frame()

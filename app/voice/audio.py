@@ -203,8 +203,10 @@ class RecordingOutput:
     "sounded". A device thread moves 10 ms at a time, as a sound card would.
     """
 
-    def __init__(self, name: str = "recording", realtime: bool = True) -> None:
+    def __init__(self, name: str = "recording", realtime: bool = True, loud: float = 0.01) -> None:
         self.name = name
+        self._loud = loud
+        self.first_loud: int | None = None  # timeline index of the first sample louder than `loud`
         self._realtime = realtime
         self._queue = SampleQueue()
         self._played = 0
@@ -275,6 +277,10 @@ class RecordingOutput:
         frame = np.zeros(FRAME, dtype=np.float32)
         with self._lock:
             self._played += self._queue.take_into(frame)
+            if self.first_loud is None:
+                loud = np.nonzero(np.abs(frame) > self._loud)[0]
+                if len(loud):
+                    self.first_loud = len(self._timeline) * FRAME + int(loud[0])
             self._timeline.append(frame)
         self._tap.push(frame)
         return frame

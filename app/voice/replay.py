@@ -21,7 +21,6 @@ from app.errors import VoiceError
 from app.settings import VoiceSettings
 from app.voice.audio import RATE, FileInput, RecordingOutput, Samples
 from app.voice.loop import (
-    BargedIn,
     Heard,
     NothingHeard,
     Problem,
@@ -144,12 +143,11 @@ def run_recorded_turn(
     `max_reply_audio_s` stops the turn that long after the reply starts sounding; `fast_reply`
     stops pacing the speaker once the reply is audible (the figures are taken by then).
     """
-    speaker = RecordingOutput()
+    speaker = RecordingOutput(loud=AUDIBLE)
     source = FileInput(recording, tail_s=timeout_s, name="recording")
     source_input: Any = EchoRoom(source, speaker) if echo else source
     report = TurnReport()
     done = threading.Event()
-    cut_info: dict[str, Any] = {}
     turns_left = [2 if interrupt_with is not None else 1]  # the interruption is a turn of its own
 
     def on_event(event: VoiceEvent) -> None:
@@ -157,8 +155,6 @@ def run_recorded_turn(
             report.states.append(event.state.value)
         elif isinstance(event, Heard):
             report.heard = event.text
-        elif isinstance(event, BargedIn):
-            cut_info["stopped_at"] = time.monotonic()
         elif isinstance(event, Problem):
             report.problems.append(str(event.error))
         elif isinstance(event, NothingHeard):
@@ -176,10 +172,11 @@ def run_recorded_turn(
     speaker.start()
     loop.start()
     try:
-        _drive(source, speaker, recording, interrupt_with, max_reply_audio_s, fast_reply, loop, done, timeout_s, report, cut_info)
+        first_audio, onset = _drive(source, speaker, recording, interrupt_with, max_reply_audio_s, fast_reply, loop, done, timeout_s, report)
     finally:
         loop.close()
         speaker.close()
+    _measure(report, source, speaker, recording, first_audio, onset)
     report.output = speaker.recording()
     report.conversation_id = turns.conversation_id
     if turns.conversation_id is not None:
@@ -200,38 +197,42 @@ def _drive(
     done: threading.Event,
     timeout_s: float,
     report: TurnReport,
-    cut_info: dict[str, Any],
-) -> None:
-    _, speech_end = speech_bounds(recording)
-    if speech_end == 0:
-        speech_end = len(recording) - 1
+) -> tuple[float | None, float | None]:
+    """Feed the turn until it is done: interrupt it or cut it short when asked.
+
+    Returns when the reply first sounded and when the interrupting speech began (clock times)."""
     deadline = time.monotonic() + timeout_s
     first_audio: float | None = None
-    interrupted = False
+    onset: float | None = None
     while not done.wait(0.01):
         if time.monotonic() > deadline:
             raise VoiceError("The voice turn did not finish in time.", "Check the log file for what the loop was doing.")
         if loop.state == VoiceState.LISTENING and source.delivered > len(recording) + QUIET_AFTER_S * RATE and not report.states[1:]:
             report.problems.append("No speech was heard.")
-            return
+            return None, None
         if first_audio is None:
             first_audio = _first_audible(speaker)
             if first_audio is not None and fast_reply:
                 speaker.fast_forward()
             continue
-        if interrupt_with is not None and not interrupted and time.monotonic() >= first_audio + 0.8:
-            interrupted = True
+        if interrupt_with is not None and onset is None and time.monotonic() >= first_audio + 0.8:
             at = source.delivered + int(0.05 * RATE)  # a little ahead of the reader
             source.splice(at, interrupt_with)
-            onset, _ = speech_bounds(interrupt_with)
-            cut_info["onset"] = source.sample_time(at + onset)
+            onset = source.sample_time(at + speech_bounds(interrupt_with)[0])
         if max_reply_audio_s is not None and time.monotonic() >= first_audio + max_reply_audio_s and interrupt_with is None:
             loop.interrupt()
             max_reply_audio_s = None
-    if first_audio is None:
-        first_audio = _first_audible(speaker)
-    assert source.started_at is not None
-    true_end = source.sample_time(speech_end)
+    return first_audio or _first_audible(speaker), onset
+
+
+def _measure(
+    report: TurnReport, source: FileInput, speaker: RecordingOutput, recording: Samples, first_audio: float | None, onset: float | None
+) -> None:
+    """Round trip, stage times and barge-in delay, from the true end of speech in the recording."""
+    if source.started_at is None:
+        return
+    _, speech_end = speech_bounds(recording)
+    true_end = source.sample_time(speech_end or len(recording) - 1)
     if first_audio is not None:
         report.round_trip_s = first_audio - true_end
     if report.timings is not None:
@@ -248,19 +249,16 @@ def _drive(
         report.stages = {name: round(at - true_end, 4) for name, at in marks.items() if at}
         if first_audio is not None:
             report.stages["first_audible"] = round(first_audio - true_end, 4)
-    if "onset" in cut_info and speaker.stops:
-        after = [t for t in speaker.stops if t >= cut_info["onset"]]
-        if after:
-            report.barge_in_s = after[0] - cut_info["onset"]
+    after = [t for t in speaker.stops if onset is not None and t >= onset]
+    if onset is not None and after:
+        report.barge_in_s = after[0] - onset
 
 
 def _first_audible(speaker: RecordingOutput) -> float | None:
-    recorded = speaker.recording()
-    loud = np.nonzero(np.abs(recorded) > AUDIBLE)[0]
-    if len(loud) == 0:
+    index = speaker.first_loud
+    if index is None or speaker.timeline_start is None:
         return None
-    assert speaker.timeline_start is not None
-    return speaker.timeline_start + float(loud[0]) / RATE
+    return speaker.timeline_start + index / RATE
 
 
 def save_output(report: TurnReport, path: Path) -> None:

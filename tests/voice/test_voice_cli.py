@@ -17,7 +17,7 @@ from app.voice.audiofile import describe, load_audio
 from app.voice.stt import Transcriber
 from app.voice.tts import Voice
 from app.voice.wer import word_error_rate
-from tests.e2e.hearth_cli import HEARTH, REPO, assert_fails_clearly, assert_ok, hearth, hearth_env
+from tests.e2e.hearth_cli import HEARTH, REPO, assert_fails_clearly, assert_ok, hearth, hearth_env, open_store, write_settings
 from tests.voice.audio_files import write_wav
 from tests.voice.conftest import JFK, JFK_TEXT
 
@@ -190,3 +190,52 @@ def _png(path: Path) -> Path:
 
     Image.new("RGB", (8, 8), "blue").save(path)
     return path
+
+
+@pytest.fixture
+def turn_home(home_with_model: Path, speech_home: Path) -> Path:
+    """A data folder with the chat model and both speech models, and short greedy replies."""
+    import shutil
+
+    from tests.conftest import _link_or_copy
+
+    shutil.copytree(speech_home / "models", home_with_model / "models", copy_function=_link_or_copy, dirs_exist_ok=True)
+    write_settings(home_with_model, generation={"temperature": 0.0, "seed": 1, "max_tokens": 24})
+    return home_with_model
+
+
+@pytest.mark.voice
+def test_voice_turn_hears_a_recording_and_answers_it_aloud(turn_home: Path, voice: Voice, tmp_path: Path) -> None:
+    from app.voice.audiofile import save_wav
+    from app.voice.utterances import piper_utterances
+
+    question = piper_utterances(voice, ["What is the capital of France?"])[0]
+    recording, answer = tmp_path / "question.wav", tmp_path / "answer.wav"
+    save_wav(recording, question.samples, RATE)
+    result = hearth(turn_home, "voice-turn", str(recording), "-o", str(answer), "--json")
+    assert_ok(result)
+    data = json.loads(result.stdout)
+    assert word_error_rate(question.text, data["heard"]) == 0.0, data["heard"]
+    assert data["reply"].strip() and data["status"] == "complete"
+    assert data["round_trip_s"] > 0
+    stages = data["stages_s"]
+    assert stages["endpoint"] <= stages["first_token"] <= stages["first_audible"] <= data["round_trip_s"] + 1e-3
+    spoken = load_audio(answer)
+    assert describe(spoken)["peak"] > 0.05, "the reply was written to the file as sound"
+    with open_store(turn_home) as store:
+        (conversation,) = store.list_conversations()
+        user, reply = store.messages(conversation.id)
+    assert user.meta.get("spoken") is True and reply.content == data["reply"]
+
+
+@pytest.mark.voice
+def test_voice_turn_on_silence_says_nothing_was_heard_and_stores_nothing(turn_home: Path, tmp_path: Path) -> None:
+    from app.voice.audiofile import save_wav
+
+    quiet = tmp_path / "quiet.wav"
+    save_wav(quiet, np.zeros(2 * RATE, np.float32), RATE)
+    result = hearth(turn_home, "voice-turn", str(quiet))
+    assert_fails_clearly(result, "No speech was heard", "speech")
+    with open_store(turn_home) as store:
+        assert store.list_conversations() == []
+

@@ -17,7 +17,16 @@ from app.voice.audiofile import describe, load_audio
 from app.voice.stt import Transcriber
 from app.voice.tts import Voice
 from app.voice.wer import word_error_rate
-from tests.e2e.hearth_cli import HEARTH, REPO, assert_fails_clearly, assert_ok, hearth, hearth_env, open_store, write_settings
+from tests.e2e.hearth_cli import (
+    HEARTH,
+    REPO,
+    assert_fails_clearly,
+    assert_ok,
+    hearth,
+    hearth_env,
+    open_store,
+    write_settings,
+)
 from tests.voice.audio_files import write_wav
 from tests.voice.conftest import JFK, JFK_TEXT
 

@@ -46,14 +46,26 @@ def bench_voice(model_path: Path, folder: Path, utterances: int = 10) -> list[An
     """All voice figures in one run (the models load once)."""
     from app.bench import Figure
     from app.settings import GenerationSettings, Settings
-    from app.voice.replay import run_recorded_turn
-    from app.voice.utterances import QUESTIONS, WER_SENTENCES, piper_utterances
-    from app.voice.wer import word_error_rate
+    from app.ui.stall_probe import measure_voice_stall
+    from app.voice.utterances import QUESTIONS, piper_utterances
 
     settings = Settings(generation=GenerationSettings(temperature=0.0, seed=1, max_tokens=64))
     models = _models(settings)
     session = _session(folder, model_path, settings)
     questions = piper_utterances(models.voice, QUESTIONS[:utterances], rates=(1.0,))
+    try:
+        figures = [_round_trip(session, models, questions, settings), _barge_in(session, models, questions[:5], settings)]
+        figures += _speech_rates(models)
+    finally:
+        session.engine.close()
+        session.store.close()
+    stall = measure_voice_stall(model_path, folder, questions[0].samples)
+    return [*figures, Figure("voice_gui_stall_ms", stall["stall_ms"], 50.0, "lower", "ms", stall)]
+
+
+def _round_trip(session: Any, models: Any, questions: list[Any], settings: Any) -> Any:
+    from app.bench import Figure
+    from app.voice.replay import run_recorded_turn
 
     trips: list[float] = []
     stages: dict[str, list[float]] = {}
@@ -65,44 +77,47 @@ def bench_voice(model_path: Path, folder: Path, utterances: int = 10) -> list[An
             stages.setdefault(name, []).append(value)
     breakdown = {f"{name}_s": round(statistics.median(values), 4) for name, values in stages.items()}
     breakdown |= {"best_s": min(trips), "worst_s": max(trips), "turns": float(len(trips))}
-    round_trip = Figure("voice_round_trip_s", statistics.median(trips), 0.8, "lower", "s", breakdown)
+    return Figure("voice_round_trip_s", statistics.median(trips), 0.8, "lower", "s", breakdown)
+
+
+def _barge_in(session: Any, models: Any, questions: list[Any], settings: Any) -> Any:
+    from app.bench import Figure
+    from app.voice.replay import run_recorded_turn
+    from app.voice.utterances import piper_utterances
 
     cuts: list[float] = []
     interrupter = piper_utterances(models.voice, ["Wait, stop please."])[0]
-    for utterance in questions[:5]:
+    for utterance in questions:
         report = run_recorded_turn(
             session, models, utterance.samples, settings.voice, echo=True, interrupt_with=interrupter.samples[int(0.4 * RATE) :]
         )
         if report.barge_in_s is not None:
             cuts.append(report.barge_in_s * 1000)
-    barge_in = Figure(
-        "barge_in_ms", statistics.median(cuts) if cuts else float("inf"), 150.0, "lower", "ms",
-        {"best_ms": min(cuts, default=0.0), "worst_ms": max(cuts, default=0.0), "turns": float(len(cuts))},
-    )
+    detail = {"best_ms": min(cuts, default=0.0), "worst_ms": max(cuts, default=0.0), "turns": float(len(cuts))}
+    return Figure("barge_in_ms", statistics.median(cuts) if cuts else float("inf"), 150.0, "lower", "ms", detail)
 
-    sentences = piper_utterances(models.voice, WER_SENTENCES, rates=(1.0, 1.2))
+
+def _speech_rates(models: Any) -> list[Any]:
+    """Word error rate and real-time factor of recognition; real-time factor of synthesis."""
+    from app.bench import Figure
+    from app.voice.utterances import WER_SENTENCES, piper_utterances
+    from app.voice.wer import word_error_rate
+
     errors, stt_audio, stt_time = [], 0.0, 0.0
-    for utterance in sentences:
+    for utterance in piper_utterances(models.voice, WER_SENTENCES, rates=(1.0, 1.2)):
         started = time.perf_counter()
         transcript = models.stt.transcribe(utterance.samples)
         stt_time += time.perf_counter() - started
         stt_audio += len(utterance.samples) / RATE
         errors.append(word_error_rate(utterance.text, transcript.text))
-    wer = Figure("stt_wer", float(np.mean(errors)), 0.05, "lower", "", {"sentences": float(len(errors)), "worst": max(errors)})
-    stt_rtf = Figure("stt_rtf", stt_audio / stt_time, 1.0, "higher", "x", {"audio_s": stt_audio, "compute_s": stt_time})
-
     tts_audio, tts_time = 0.0, 0.0
     for text in WER_SENTENCES:
         started = time.perf_counter()
         samples = sum(len(chunk) for chunk in models.voice.synthesize(text))
         tts_time += time.perf_counter() - started
         tts_audio += samples / models.voice.sample_rate
-    tts_rtf = Figure("tts_rtf", tts_audio / tts_time, 1.0, "higher", "x", {"audio_s": tts_audio, "compute_s": tts_time})
-    session.engine.close()
-    session.store.close()
-
-    from app.ui.stall_probe import measure_voice_stall
-
-    stall = measure_voice_stall(model_path, folder, questions[0].samples)
-    gui = Figure("voice_gui_stall_ms", stall["stall_ms"], 50.0, "lower", "ms", stall)
-    return [round_trip, barge_in, wer, stt_rtf, tts_rtf, gui]
+    return [
+        Figure("stt_wer", float(np.mean(errors)), 0.05, "lower", "", {"sentences": float(len(errors)), "worst": max(errors)}),
+        Figure("stt_rtf", stt_audio / stt_time, 1.0, "higher", "x", {"audio_s": stt_audio, "compute_s": stt_time}),
+        Figure("tts_rtf", tts_audio / tts_time, 1.0, "higher", "x", {"audio_s": tts_audio, "compute_s": tts_time}),
+    ]

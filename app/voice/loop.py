@@ -36,7 +36,7 @@ from app.errors import HearthError
 from app.settings import VoiceSettings
 from app.voice.audio import FRAME, RATE, AudioInput, AudioOutput, Samples
 from app.voice.turns import TurnHandler
-from app.voice.vad import WINDOW, EchoCanceller, SileroVad, rms_db
+from app.voice.vad import WINDOW, EchoCanceller, EchoPath, SileroVad, rms_db
 
 log = logging.getLogger("hearth.voice")
 
@@ -644,56 +644,6 @@ class VoiceLoop:
                 return
             self._state = state
         self._emit(StateChanged(state))
-
-
-class EchoPath:
-    """Whether any of the speaker can be in the microphone right now.
-
-    It cannot when the speaker has been silent for longer than any room's echo (`TAIL_S`), or when
-    the microphone stays far quieter than what is played: headphones, or speakers turned down.
-    Energies are compared over quarter-second blocks, which the speaker-to-microphone delay
-    (up to a few hundred ms) barely shifts, skipping each reply's first block (its echo has not
-    arrived yet); the median of the last three seconds of playback decides.
-    """
-
-    TAIL_S = 0.6
-    PLAYING_DB = -50.0
-    COUPLED_DB = -30.0
-    BLOCK = 25  # frames: 250 ms
-    MIN_BLOCKS = 2
-
-    def __init__(self) -> None:
-        self._since_playing = 10**9  # frames since the speaker last played something
-        self._blocks: deque[float] = deque(maxlen=12)
-        self._mic_energy = 0.0
-        self._played_energy = 0.0
-        self._frames = 0
-        self._weak = False
-        self._was_playing = False
-
-    def note(self, mic: Samples, reference: Samples) -> None:
-        played = float(np.dot(reference, reference))
-        self._since_playing = 0 if played > FRAME * 10 ** (self.PLAYING_DB / 10) else self._since_playing + 1
-        self._mic_energy += float(np.dot(mic, mic))
-        self._played_energy += played
-        self._frames += 1
-        if self._frames < self.BLOCK:
-            return
-        playing = self._played_energy > self.BLOCK * FRAME * 10 ** (self.PLAYING_DB / 10)
-        if playing and self._was_playing:  # the first block of a reply is ahead of its own echo
-            self._blocks.append(10 * float(np.log10(max(self._mic_energy, 1e-12) / self._played_energy)))
-            if len(self._blocks) >= self.MIN_BLOCKS:
-                self._weak = float(np.median(self._blocks)) < self.COUPLED_DB
-        self._was_playing = playing
-        self._mic_energy = self._played_energy = 0.0
-        self._frames = 0
-
-    def absent(self) -> bool:
-        return self._since_playing * FRAME > self.TAIL_S * RATE or self._weak
-
-    def __repr__(self) -> str:
-        blocks = ", ".join(f"{b:.0f}" for b in self._blocks)
-        return f"EchoPath(quiet for {self._since_playing * FRAME / RATE:.2f} s, coupling dB [{blocks}])"
 
 
 def _trim_lead_in(chunk: Samples, threshold: float = 0.003, keep_s: float = 0.02) -> Samples:

@@ -229,7 +229,7 @@ def _frames(signal: np.ndarray) -> list[np.ndarray]:
 
 
 def test_the_echo_path_is_judged_from_what_the_microphone_hears_of_the_speaker() -> None:
-    from app.voice.loop import EchoPath
+    from app.voice.vad import EchoPath
 
     rng = np.random.default_rng(5)
     played = (rng.standard_normal(3 * RATE) * 0.1).astype(np.float32)

@@ -13,7 +13,8 @@ Threads (none of them is the GUI thread):
   sentences and synthesises them, queueing audio on the speaker while the rest is still written.
 
 The end of a turn is `patience_ms` of silence, or less (`QUICK_END_MS`) once the words so far end
-a sentence. Every state change and stage time is reported through `on_event`.
+a sentence. If the user speaks again before the answer has begun, it was a pause, not an end: the
+words so far open the new turn. Every state change and stage time is reported through `on_event`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ PRE_ROLL_S = 0.35  # audio kept from before the detector fired: the first syllab
 SPECULATE_WINDOWS = 1  # 32 ms of silence: transcribe the words so far, in case the turn is ending
 CHUNK_PAUSE_MS = 160  # a pause this long commits the words so far as a transcribed piece
 QUICK_END_MS = 250  # silence that ends a turn whose words end a sentence
+QUICK_END_MIN_WORDS = 3  # "Stop." or "Wait." is more often the start of a sentence than all of it
 MIN_SPEECH_WINDOWS = 4  # shorter blips (a cough, a click) are not transcribed
 MAX_CHUNK_S = 25.0  # Whisper sees 30 s at most: cut long monologues into pieces
 MAX_TURN_S = 300.0
@@ -125,6 +127,7 @@ class BargedIn:
 class TurnDone:
     timings: TurnTimings
     interrupted: bool
+    carried_on: bool = False  # the user went on speaking before the answer began: its words open the next turn
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,9 @@ class _Turn:
     cut_by: str = "speech"  # what cut the reply: the user's "speech" or the "stop" button
     first_audio_ready: threading.Event = field(default_factory=threading.Event)
     ended: bool = False
+    responding: bool = False  # its words were committed to the conversation
+    carried: list[Future[str]] = field(default_factory=list)  # words of a turn the user went on from
+    carried_on: bool = False  # the user went on speaking before this turn was answered
 
 
 class VoiceLoop:
@@ -398,17 +404,27 @@ class VoiceLoop:
             return
         if silence_ms >= min(QUICK_END_MS, patience) and turn.chunks and all(f.done() for f in turn.chunks):
             words = self._joined(turn)
-            if words and _SENTENCE_END.search(words):
+            if len(words.split()) >= QUICK_END_MIN_WORDS and _SENTENCE_END.search(words):
                 self._end_turn(turn)
 
     def _begin_turn(self, onset_windows: int) -> None:
         log.debug(
             "speech onset (%s; echo %s: %s)", self._state.value, "absent" if self._echo_path.absent() else "possible", self._echo_path
         )
-        if self._state in (VoiceState.THINKING, VoiceState.SPEAKING):
-            self._barge_in()
+        carried: list[Future[str]] = []
+        carried_s = 0.0
+        with self._lock:
+            previous = self._answering
+            if previous is not None and not previous.responding:
+                # The user went on speaking before the answer began (a pause mid-sentence): what
+                # they said so far opens this turn instead of being answered on its own.
+                previous.carried_on = True
+                carried = previous.carried + previous.chunks
+                carried_s = previous.total_s
+            if self._state in (VoiceState.THINKING, VoiceState.SPEAKING):
+                self._barge_in()
         self._turn_count += 1
-        turn = _Turn(self._turn_count)
+        turn = _Turn(self._turn_count, carried=carried, total_s=carried_s)
         now = time.monotonic()
         turn.timings.speech_start = now - onset_windows * WINDOW / RATE
         turn.timings.speech_end = now
@@ -525,8 +541,10 @@ class VoiceLoop:
     def _answer(self, turn: _Turn) -> None:
         try:
             text = self._final_text(turn)
-            if turn.cancel.is_set():
-                return
+            with self._lock:
+                if turn.cancel.is_set():
+                    return
+                turn.responding = True
             if not text:
                 self._emit(NothingHeard("Only silence or noise was heard."))
                 return
@@ -543,13 +561,16 @@ class VoiceLoop:
 
     def _final_text(self, turn: _Turn) -> str:
         started = time.monotonic()
-        for future in turn.chunks:
+        earlier: list[str] = []
+        for future in [*turn.carried, *turn.chunks]:
             try:
-                future.result()
+                text = future.result()
             except Exception as exc:
                 raise HearthError(f"Speech recognition failed: {exc}", "Try again; if it keeps failing, pick another speech model in Settings › Voice.") from exc
+            if future in turn.carried and text:
+                earlier.append(text)
         turn.timings.stt_s = time.monotonic() - started
-        return self._joined(turn)
+        return " ".join([*earlier, self._joined(turn)]).strip()
 
     def _reply(self, turn: _Turn, text: str) -> None:
         splitter = self._sentences()
@@ -625,12 +646,12 @@ class VoiceLoop:
             current = self._answering is turn
             if current:
                 self._answering = None
-        if turn.heard_cut is not None:
+        if turn.heard_cut is not None and turn.responding:
             try:
                 self.turns.cut(turn.heard_cut, turn.cut_by)
             except HearthError as exc:
                 self._emit(Problem(exc))
-        self._emit(TurnDone(turn.timings, interrupted=turn.heard_cut is not None))
+        self._emit(TurnDone(turn.timings, interrupted=turn.heard_cut is not None and turn.responding, carried_on=turn.carried_on))
         if current and self._thread is not None and self._turn is None:
             self._set_state(VoiceState.LISTENING)
 

@@ -160,7 +160,7 @@ def run_recorded_turn(
         elif isinstance(event, NothingHeard):
             report.problems.append(event.reason)
             done.set()
-        if isinstance(event, TurnDone):
+        if isinstance(event, TurnDone) and not event.carried_on:
             if report.timings is None:
                 report.timings = event.timings
             turns_left[0] -= 1

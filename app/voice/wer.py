@@ -1,8 +1,8 @@
 """Word error rate: how far a transcript is from what was said.
 
-Both texts are normalised first — lower case, punctuation dropped, hyphens and slashes read as
-spaces, curly apostrophes made straight and then dropped ("don't" and "dont" match) — so only the
-words count. WER = (substitutions + deletions + insertions) / words in the reference, from a
+Both texts are normalised first — lower case, contractions spelled out ("that's" and "that is",
+"don't" and "do not" match), punctuation dropped, hyphens and slashes read as spaces — so only
+the words count. WER = (substitutions + deletions + insertions) / words in the reference, from a
 word-level edit distance. It can exceed 1 when the hypothesis adds many words.
 """
 
@@ -13,11 +13,26 @@ import unicodedata
 
 _SEPARATORS = re.compile(r"[-‐‑‒–—/_]+")
 _NOT_WORD = re.compile(r"[^\w\s]")
+_IRREGULAR = {"can't": "can not", "cannot": "can not", "won't": "will not", "shan't": "shall not", "let's": "let us"}
+_IS = r"that|it|what|there|here|he|she|who|where|how|when|why"  # "'s" after these is "is" (else a possessive)
+_CONTRACTIONS = [
+    (re.compile(r"\b(\w+)n't\b"), r"\1 not"),
+    (re.compile(rf"\b({_IS})'s\b"), r"\1 is"),
+    (re.compile(r"\bi'm\b"), "i am"),
+    (re.compile(r"\b(\w+)'re\b"), r"\1 are"),
+    (re.compile(r"\b(\w+)'ve\b"), r"\1 have"),
+    (re.compile(r"\b(\w+)'ll\b"), r"\1 will"),
+    (re.compile(r"\b(\w+)'d\b"), r"\1 would"),
+]
 
 
 def normalise_words(text: str) -> list[str]:
     """The words of `text`, normalised for comparison."""
     text = unicodedata.normalize("NFKC", text).lower().replace("’", "'").replace("‘", "'")
+    for short, long in _IRREGULAR.items():
+        text = re.sub(rf"\b{short}\b", long, text)
+    for pattern, spelled in _CONTRACTIONS:
+        text = pattern.sub(spelled, text)
     text = _SEPARATORS.sub(" ", text)
     text = _NOT_WORD.sub("", text)
     return text.split()

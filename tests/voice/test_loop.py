@@ -8,6 +8,7 @@ transcribed again. Echo: the speaker's output is mixed back into the microphone 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from app.core.turn import ChatSession
 from app.engines.llama_cpp_engine import LlamaCppEngine
 from app.settings import GenerationSettings, Settings, VoiceSettings
 from app.voice.audio import RATE, FileInput, RecordingOutput
-from app.voice.loop import BargedIn, Heard, NothingHeard, VoiceEvent, VoiceLoop, VoiceState
+from app.voice.loop import BargedIn, Heard, NothingHeard, TurnDone, VoiceEvent, VoiceLoop, VoiceState
 from app.voice.replay import VoiceModels, run_recorded_turn
 from app.voice.turns import SessionTurns, cut_to_heard
 from app.voice.utterances import espeak_available, espeak_utterance, piper_utterances, speech_bounds
@@ -99,7 +100,7 @@ def test_speaking_over_the_reply_stops_it_and_keeps_what_was_heard(session: Chat
     assert _words(cut.content)[: len(heard_words)] == heard_words
     # The interruption itself is the next thing the user said.
     later_user = [m for m in messages if m.role == "user"][1:]
-    assert later_user and word_error_rate(interruption.text, later_user[0].content) <= 0.5, later_user
+    assert later_user and word_error_rate(interruption.text, later_user[0].content) <= 0.5, (later_user, report.problems, report.states)
 
 
 def test_it_does_not_hear_itself(session: ChatSession, models: VoiceModels) -> None:
@@ -203,6 +204,48 @@ def test_push_to_talk_makes_one_turn_from_press_to_release(session: ChatSession,
     assert word_error_rate(question.text, heard) <= 0.2, heard
     assert not any(isinstance(e, (BargedIn, NothingHeard)) for e in events.items)
 
+
+
+class _LateTranscriber:
+    """The real transcriber, held back until `release_at` (clock time): the turn's answer cannot begin before then."""
+
+    def __init__(self, inner: Any, release_at: float) -> None:
+        self.inner, self.release_at = inner, release_at
+
+    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Any:
+        threading.Event().wait(max(0.0, self.release_at - time.monotonic()))
+        return self.inner.transcribe(audio, language)
+
+
+def test_speaking_on_before_the_answer_begins_makes_one_turn(session: ChatSession, models: VoiceModels) -> None:
+    first, rest = piper_utterances(models.voice, ["Wait.", "What is the capital of France?"])
+    pause = np.zeros(int(0.9 * RATE), np.float32)  # longer than the patience below: the turn ends
+    recording = np.concatenate([first.samples, pause, rest.samples[int(0.3 * RATE) :]])
+    events = _Events()
+    settings = VoiceSettings(speak_replies=False, patience_ms=400)
+    mic = FileInput(recording, realtime=True, tail_s=30.0)
+    speaker = RecordingOutput()
+    # Recognition finishes only once all of it was said, so the first turn is still unanswered when speech resumes.
+    stt = _LateTranscriber(models.stt, time.monotonic() + len(recording) / RATE + 0.2)
+    loop = VoiceLoop(mic, speaker, stt, None, SessionTurns(session, lambda: None), settings, events)
+    speaker.start()
+    loop.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any(isinstance(e, TurnDone) and not e.carried_on for e in events.items):
+            assert time.monotonic() < deadline, [type(e).__name__ for e in events.items]
+            threading.Event().wait(0.05)
+    finally:
+        loop.close()
+        speaker.close()
+    done = [e for e in events.items if isinstance(e, TurnDone)]
+    assert [e.carried_on for e in done] == [True, False], "the pause ended a turn, and speaking again carried it on"
+    assert not any(e.interrupted for e in done)
+    heard = [e.text for e in events.items if isinstance(e, Heard)]
+    assert len(heard) == 1 and word_error_rate("Wait. " + rest.text, heard[0]) <= 0.2, heard
+    conversation = session.store.list_conversations()[0]
+    users = [m.content for m in session.store.messages(conversation.id) if m.role == "user"]
+    assert users == heard, "one user message with all the words, nothing lost and nothing twice"
 
 @pytest.mark.parametrize(
     ("reply", "heard", "kept"),

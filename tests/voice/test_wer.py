@@ -12,7 +12,25 @@ def test_identical_texts_score_zero_whatever_the_case_and_punctuation() -> None:
 
 
 def test_normalising_keeps_only_words() -> None:
-    assert normalise_words("Don’t stop—it's “well-known”, e.g. here/there.") == ["dont", "stop", "its", "well", "known", "eg", "here", "there"]
+    assert normalise_words("Don’t stop—it's “well-known”, e.g. here/there.") == ["do", "not", "stop", "it", "is", "well", "known", "eg", "here", "there"]
+
+
+@pytest.mark.parametrize(
+    ("said", "written"),
+    [
+        ("that is enough", "That's enough."),
+        ("I do not know", "I don't know"),
+        ("we will see what you are doing", "We'll see what you're doing"),
+        ("I can not and I will not", "I can't and I won't"),
+        ("let us go", "Let's go"),
+    ],
+)
+def test_contractions_match_the_words_spelled_out(said: str, written: str) -> None:
+    assert word_error_rate(said, written) == 0.0
+
+
+def test_a_possessive_is_not_spelled_out() -> None:
+    assert normalise_words("John's book") == ["johns", "book"]
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,7 @@ _ENTRY_KEYS = frozenset(
         "description",
         "source",
         "files",
+        "projector",
     }
 )
 _FILE_KEYS = frozenset({"file", "sha256", "size", "source"})
@@ -116,6 +117,7 @@ class ModelEntry:
     default: bool = False
     description: str = ""
     companions: tuple[ModelFile, ...] = ()
+    projector: str = ""  # for a chat model that sees: the companion file that is its vision projector (mmproj)
 
     @property
     def file_names(self) -> tuple[str, ...]:
@@ -201,7 +203,12 @@ def parse_entry(raw: Any, origin: str, allowed_sources: Sequence[str] = SOURCE_T
         default=_flag(raw, "default", where),
         description=_text(raw, "description", where, required=False),
         companions=_companions(raw, where, source),
+        projector=_text(raw, "projector", where, required=False),
     )
+    if entry.projector and (entry.projector not in (c.file for c in entry.companions) or entry.kind != "chat"):
+        _fail(where, "names a 'projector' that is not one of its [[model.files]], or is not a chat model")
+    if entry.projector and "vision" not in entry.capabilities:
+        _fail(where, "has a projector but does not list 'vision' in its capabilities")
     if source.type == "url" and (entry.sha256 is None or entry.size is None):
         _fail(where, "downloads from a URL need both 'sha256' and 'size' so the file can be checked")
     names = entry.file_names
@@ -226,6 +233,7 @@ def entry_to_dict(entry: ModelEntry) -> dict[str, Any]:
         "default": entry.default,
         "description": entry.description,
         "source": _source_dict(entry.source),
+        "projector": entry.projector,
     }
     if entry.companions:
         data["files"] = [

@@ -76,6 +76,11 @@ def attachments_of(message: Message) -> list[Attachment]:
     return [Attachment.from_meta(record) for record in message.meta.get("images", [])]
 
 
+def picture_addresses(message: Message) -> tuple[str, ...]:
+    """The stored pictures of a user's message, in order (none for anything else)."""
+    return tuple(a.sha256 for a in attachments_of(message)) if message.role == "user" else ()
+
+
 def prompt_text(message: Message) -> str:
     """What the model reads for `message`: its text, then what each attached picture contains."""
     attachments = attachments_of(message) if message.role == "user" else []

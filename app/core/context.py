@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from app.core.attachments import prompt_text
+from app.core.attachments import picture_addresses, prompt_text
 from app.core.conversation import ChatMessage, Message
 from app.errors import PromptError
 
@@ -45,8 +45,9 @@ def visible_dialogue(history: Sequence[Message]) -> list[Message]:
 def to_chat(system_prompt: str, dialogue: Sequence[Message]) -> list[ChatMessage]:
     prompt = [ChatMessage("system", system_prompt)] if system_prompt else []
     # A user's pictures enter as the text read from them, rendered from what the message stored,
-    # so an old message reads the same on every turn and the KV cache stays reusable.
-    prompt += [ChatMessage(m.role, prompt_text(m)) for m in dialogue]  # type: ignore[arg-type]
+    # so an old message reads the same on every turn and the KV cache stays reusable; a model
+    # that can see also gets the pictures themselves.
+    prompt += [ChatMessage(m.role, prompt_text(m), picture_addresses(m)) for m in dialogue]  # type: ignore[arg-type]
     return prompt
 
 

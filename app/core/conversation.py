@@ -54,6 +54,9 @@ class ChatMessage:
 
     role: Literal["system", "user", "assistant"]
     content: str
+    # The sha256 addresses of the pictures shown before the text (ImageStore): an engine that can
+    # see reads the pictures themselves; every engine reads what `content` says of them.
+    images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

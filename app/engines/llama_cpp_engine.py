@@ -179,14 +179,23 @@ class LlamaCppEngine:
     def _stream_locked(self, messages: Sequence[ChatMessage], settings: GenerationSettings, cancel: threading.Event) -> Iterator[str]:
         started = time.perf_counter()
         prompt = self.tokenize_prompt(messages)
+        self._check_fits(len(prompt))
+        stats = self._stats = GenerationStats(prompt_tokens=len(prompt), prompt_evaluated=self._tokens_to_evaluate(prompt))
+        yield from self._generate(prompt, stats, settings, cancel, started)
+
+    def _check_fits(self, prompt_tokens: int) -> None:
         n_ctx = self._info.n_ctx
-        if len(prompt) >= n_ctx:
+        if prompt_tokens >= n_ctx:
             raise PromptError(
-                f"The prompt is {len(prompt)} tokens but the context holds {n_ctx}.",
+                f"The prompt is {prompt_tokens} tokens but the context holds {n_ctx}.",
                 "Shorten the message or raise the context size in Settings › Model.",
             )
-        max_tokens = min(settings.max_tokens, n_ctx - len(prompt))
-        stats = self._stats = GenerationStats(prompt_tokens=len(prompt), prompt_evaluated=self._tokens_to_evaluate(prompt))
+
+    def _generate(
+        self, prompt: list[int], stats: GenerationStats, settings: GenerationSettings, cancel: threading.Event, started: float
+    ) -> Iterator[str]:
+        """Stream the reply to `prompt`; llama.cpp evaluates only what the KV cache does not hold yet."""
+        max_tokens = min(settings.max_tokens, self._info.n_ctx - len(prompt))
         self._llm.set_seed(settings.seed if settings.seed >= 0 else random.randrange(2**31))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pending = ""  # text held back while it could still be the start of a stop string

@@ -1,30 +1,35 @@
 """The vision path: a text model plus its projector (mmproj), answering a turn that holds pictures.
 
 A projector turns a picture into a run of embeddings in the text model's space; llama.cpp's
-multimodal handler (`MTMDChatHandler`) feeds them in where the picture sits in the prompt, so
-`usage.prompt_tokens` grows by the projector's image-token count for each picture.
+multimodal library (mtmd) feeds them in where the picture sits in the prompt, so the prompt's
+token count grows by the projector's image-token count for each picture.
 
 A malformed projector does not raise inside llama.cpp: missing tensors kill the whole process with
 SIGSEGV in native code. `check_projector` reads the header (never the weights) and refuses such a
 file with a `ModelError` first; `VisionEngine` always runs it before loading anything.
 
-The handler clears the KV cache on every call, so each turn re-encodes every picture in it.
-`llama_cpp` is imported lazily, as in the text engine.
+llama-cpp-python's own handler clears the KV cache on every call, re-encoding every picture on
+every turn; `VisionEngine` drives mtmd itself and keeps what the cache holds. `llama_cpp` is
+imported lazily, as in the text engine.
 """
 
 from __future__ import annotations
 
 import base64
-import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+import ctypes
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.catalog.gguf_check import inspect_gguf
+from app.core.conversation import ChatMessage
 from app.core.images import NormalisedImage
-from app.engines.llama_cpp_engine import _explain_load_failure
-from app.errors import ModelError
+from app.engines.llama_cpp_engine import LlamaCppEngine
+from app.engines.llm import GenerationStats
+from app.errors import ImageError, ModelError
 from app.settings import GenerationSettings
 
 if TYPE_CHECKING:
@@ -131,60 +136,267 @@ def model_embedding_length(model_path: Path) -> int:
     return width
 
 
-class VisionEngine:
-    """A text model and its projector in memory, answering one image turn at a time.
+class VisionEngine(LlamaCppEngine):
+    """A text model and its projector in memory: a chat engine that also sees the pictures in a prompt.
 
-    Usage: `VisionEngine(model, mmproj).reply("What is this?", [picture], settings)`, then `close()`.
+    Prompts without pictures take the text engine's path unchanged. A prompt with pictures is
+    tokenized by mtmd (text pieces and one run of image tokens per picture) and evaluated piece
+    by piece after the longest prefix the KV cache already holds: each cached image position is
+    remembered in `input_ids` as a placeholder (a negative id no token has, one per picture and
+    offset), so a follow-up question about the same picture re-encodes nothing, and a text turn
+    after it reuses everything up to the picture. `pictures` turns an address
+    (`ChatMessage.images`, a sha256) into the picture's PNG bytes.
     """
 
-    def __init__(self, model_path: Path, mmproj_path: Path, *, n_ctx: int = 4096, n_threads: int = 1, n_gpu_layers: int = -1) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        mmproj_path: Path,
+        *,
+        pictures: Callable[[str], bytes] | None = None,
+        model_id: str | None = None,
+        n_ctx: int = 4096,
+        n_threads: int = 1,
+        n_gpu_layers: int = -1,
+        chat_format: str = "auto",
+        model_name: str | None = None,
+    ) -> None:
         model = inspect_gguf(model_path)
         if not model.chat_template:
             raise ModelError(
                 f"{model_path.name} has no chat template, which picture turns need.",
                 "Choose a vision model whose GGUF includes its chat template.",
             )
-        check_projector(mmproj_path, model_embedding_length(model_path))
-        self._llm = _load(model_path, mmproj_path, model.architecture, n_ctx, n_threads, n_gpu_layers)
+        check_projector(mmproj_path, model_embedding_length(model_path))  # before anything native reads it
+        super().__init__(
+            model_path, model_id=model_id or model_path.stem, n_ctx=n_ctx, n_threads=n_threads,
+            n_gpu_layers=n_gpu_layers, chat_format=chat_format, model_name=model_name,
+        )  # fmt: skip
+        try:
+            self._mtmd = _open_projector(self._llm, mmproj_path)
+        except ModelError:
+            self._llm.close()
+            raise
+        self._info = replace(self._info, vision=True)
+        self._pictures = pictures
+        self._held: dict[str, bytes] = {}  # pictures given directly (`reply`), by address
+        self._codes: dict[str, int] = {}  # address → the number in its placeholders
+        self._image_tokens: dict[str, int] = {}  # address → how many tokens the projector makes of it
+        self.images_encoded = 0  # pictures run through the projector so far (the expensive step)
+        self._mtmd_lock = threading.Lock()  # the projector's context serves one call at a time
+
+    # -- the Protocol -------------------------------------------------------------------
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        if not any(m.images for m in messages):
+            return super().count_tokens(messages)
+        text_parts = self._render_with_markers(messages).split(_MARKER)
+        counted = 0
+        for i, part in enumerate(text_parts):
+            if part:
+                counted += len(self._llm.tokenize(part.encode("utf-8"), add_bos=i == 0 and self._mtmd_adds_bos(part), special=True))
+        return counted + sum(self._image_token_count(address) for m in messages for address in m.images)
+
+    def _stream_locked(self, messages: Sequence[ChatMessage], settings: GenerationSettings, cancel: threading.Event) -> Iterator[str]:
+        if not any(m.images for m in messages):
+            yield from super()._stream_locked(messages, settings, cancel)
+            return
+        started = time.perf_counter()
+        addresses = [address for m in messages for address in m.images]
+        pieces, chunks = self._tokenize(self._render_with_markers(messages), addresses)
+        try:
+            total = sum(len(ids) for _, ids in pieces)
+            self._check_fits(total)
+            evaluated = self._evaluate(pieces, chunks)
+        finally:
+            self._mtmd_api.mtmd_input_chunks_free(chunks)
+        stats = self._stats = GenerationStats(prompt_tokens=total, prompt_evaluated=evaluated)
+        prompt = [int(t) for t in self._llm.input_ids[: self._llm.n_tokens]]
+        yield from self._generate(prompt, stats, settings, cancel, started)
+
+    def prefill(self, messages: Sequence[ChatMessage]) -> int:
+        if any(m.images for m in messages):
+            return 0  # the picture path evaluates its prompt when the turn starts
+        return super().prefill(messages)
 
     def reply(self, text: str, images: Sequence[NormalisedImage], settings: GenerationSettings) -> VisionReply:
-        """Answer one user turn made of `images` (in order) followed by `text`."""
-        content: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": image_url(i)}} for i in images]
-        content.append({"type": "text", "text": text})
-        messages: list[Any] = [{"role": "user", "content": content}]
-        seed = settings.seed if settings.seed >= 0 else random.randrange(2**31)
+        """Answer one user turn made of `images` (in order) followed by `text`, on its own."""
+        for image in images:
+            self._held[image.sha256] = image.data
+        message = ChatMessage("user", text, tuple(image.sha256 for image in images))
+        reply = "".join(self.stream([message], settings))
+        stats = self.last_stats
+        return VisionReply(reply, VisionUsage(stats.prompt_tokens, stats.completion_tokens), stats.finish_reason)
+
+    # -- pictures -----------------------------------------------------------------------
+
+    def _render_with_markers(self, messages: Sequence[ChatMessage]) -> str:
+        """The prompt text with mtmd's marker where each picture goes (before its message's words)."""
+        marked = []
+        for m in messages:
+            content = m.content.replace(_MARKER, _MARKER_LOOK_ALIKE)  # only Hearth places pictures
+            if m.images:
+                content = _MARKER * len(m.images) + content
+            marked.append(ChatMessage(m.role, content))
+        return self.template.render(marked)
+
+    def _mtmd_adds_bos(self, text: str) -> bool:
+        bos = self.template.bos_token
+        return self._adds_bos() and not (bos and text.startswith(bos))
+
+    def _picture_bytes(self, address: str) -> bytes:
+        if address in self._held:
+            return self._held[address]
+        if self._pictures is None:
+            raise ImageError(f"The picture {address[:12]}… is not available to the model.", "Attach the picture again.")
+        return self._pictures(address)
+
+    def _image_token_count(self, address: str) -> int:
+        if address not in self._image_tokens:
+            pieces, chunks = self._tokenize(_MARKER, [address], add_bos=False)
+            self._mtmd_api.mtmd_input_chunks_free(chunks)
+            self._image_tokens[address] = sum(len(ids) for kind, ids in pieces if kind != "text")
+        return self._image_tokens[address]
+
+    def _placeholders(self, address: str, count: int) -> list[int]:
+        code = self._codes.setdefault(address, len(self._codes) + 1)
+        if code >= _MAX_CODES or count >= _MAX_IMAGE_TOKENS:
+            raise ModelError("Too many pictures for one model session.", "Reload the model (Settings › Model) to start afresh.")
+        return [-(code * _MAX_IMAGE_TOKENS + i) - 1 for i in range(count)]
+
+    def _tokenize(self, text: str, addresses: Sequence[str], add_bos: bool | None = None) -> tuple[list[tuple[str, list[int]]], Any]:
+        """mtmd's pieces of the prompt — ("text", tokens), and (address, placeholders) for each
+        picture — and the native chunks behind them, which the caller frees."""
+        with self._mtmd_lock:
+            return self._tokenize_locked(text, addresses, add_bos)
+
+    def _tokenize_locked(self, text: str, addresses: Sequence[str], add_bos: bool | None) -> tuple[list[tuple[str, list[int]]], Any]:
+        mtmd = self._mtmd_api
+        chunks = mtmd.mtmd_input_chunks_init()
+        if chunks is None:
+            raise ModelError("The vision model could not prepare this turn.", "Try again, or reload the model.")
+        bitmaps: list[Any] = []
         try:
-            result: Any = self._llm.create_chat_completion(
-                messages=messages,
-                temperature=settings.temperature, top_p=settings.top_p, max_tokens=settings.max_tokens, seed=seed,
-            )
-        except ValueError as exc:  # the handler reports a projector it cannot use, or a prompt too long
-            raise ModelError(f"The vision model could not read this turn ({exc}).",
-                             "Try a smaller picture or a shorter message, or check the projector file.") from exc
-        choice, usage = result["choices"][0], result["usage"]
-        return VisionReply(
-            text=choice["message"]["content"] or "",
-            usage=VisionUsage(prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"]),
-            finish_reason=choice.get("finish_reason") or "stop",
-        )
+            bitmaps += [self._bitmap(address) for address in addresses]
+            encoded = text.encode("utf-8")
+            source = mtmd.mtmd_input_text()
+            source.text, source.text_len = encoded, len(encoded)
+            source.add_special = self._mtmd_adds_bos(text) if add_bos is None else add_bos
+            source.parse_special = True
+            array = (mtmd.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
+            result = mtmd.mtmd_tokenize(self._mtmd, chunks, ctypes.byref(source), array, len(bitmaps))
+            if result != 0:
+                raise ModelError(f"The vision model could not read this turn's pictures (error {result}).",
+                                 "Try another picture, or check the projector file.")  # fmt: skip
+            pieces: list[tuple[str, list[int]]] = []
+            pictures = iter(addresses)
+            for i in range(mtmd.mtmd_input_chunks_size(chunks)):
+                chunk = mtmd.mtmd_input_chunks_get(chunks, i)
+                if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
+                    count = ctypes.c_size_t()
+                    tokens = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(count))
+                    pieces.append(("text", [int(tokens[j]) for j in range(count.value)]))
+                else:
+                    address = next(pictures)
+                    pieces.append((address, self._placeholders(address, mtmd.mtmd_input_chunk_get_n_pos(chunk))))
+        except BaseException:
+            mtmd.mtmd_input_chunks_free(chunks)
+            raise
+        finally:
+            for bitmap in bitmaps:
+                mtmd.mtmd_bitmap_free(bitmap)
+        return pieces, chunks
+
+    def _bitmap(self, address: str) -> Any:
+        data = self._picture_bytes(address)
+        bitmap = self._mtmd_api.mtmd_helper_bitmap_init_from_buf(self._mtmd, (ctypes.c_uint8 * len(data)).from_buffer_copy(data), len(data), False)
+        if bitmap is None:
+            raise ImageError(f"The picture {address[:12]}… could not be decoded for the model.", "Attach the picture again.")
+        return bitmap
+
+    def _evaluate(self, pieces: list[tuple[str, list[int]]], chunks: Any) -> int:
+        """Bring the KV cache to the whole prompt, reusing the longest prefix it already holds.
+
+        Returns how many prompt positions were evaluated (pictures count their image tokens).
+        """
+        llm = self._llm
+        wanted = [t for _, ids in pieces for t in ids]
+        cached = llm.input_ids[: llm.n_tokens]
+        common = 0
+        for a, b in zip(cached, wanted, strict=False):
+            if a != b:
+                break
+            common += 1
+        common = min(common, len(wanted) - 1)  # the last token is evaluated again: it gives the logits to sample from
+        start = 0
+        for _kind, ids in pieces:  # a picture is reused whole or encoded again whole
+            if start < common < start + len(ids) and _kind != "text":
+                common = start
+            start += len(ids)
+        llm._ctx.kv_cache_seq_rm(-1, common, -1)
+        llm.n_tokens = common
+        start = 0
+        for i, (kind, ids) in enumerate(pieces):
+            end = start + len(ids)
+            if end > common:
+                if kind == "text":
+                    llm.eval(ids[common - start :] if common > start else ids)
+                else:
+                    self._encode(chunks, i, start)
+                    llm.input_ids[start:end] = ids
+                    llm.n_tokens = end
+            start = end
+        return len(wanted) - common
+
+    def _encode(self, chunks: Any, index: int, position: int) -> None:
+        import llama_cpp
+
+        mtmd = self._mtmd_api
+        chunk = mtmd.mtmd_input_chunks_get(chunks, index)
+        new_n_past = llama_cpp.llama_pos(0)
+        with self._mtmd_lock:
+            result = mtmd.mtmd_helper_eval_chunk_single(
+                self._mtmd, self._llm._ctx.ctx, chunk, llama_cpp.llama_pos(position), llama_cpp.llama_seq_id(0),
+                self._llm.n_batch, False, ctypes.byref(new_n_past),
+            )  # fmt: skip
+        if result != 0:
+            raise ModelError(f"The vision model could not encode a picture (error {result}).", "Try another picture, or check the projector file.")
+        self.images_encoded += 1
+
+    @property
+    def _mtmd_api(self) -> Any:
+        from llama_cpp import mtmd_cpp
+
+        return mtmd_cpp
 
     def close(self) -> None:
-        self._llm.close()  # also frees the projector: the handler registers itself on the Llama's exit stack
+        super().close()  # also frees the projector: it is registered on the Llama's exit stack
 
 
-def _load(model_path: Path, mmproj_path: Path, architecture: str, n_ctx: int, n_threads: int, n_gpu_layers: int) -> Llama:
-    from llama_cpp import Llama
-    from llama_cpp.llama_chat_format import MTMDChatHandler
+_MARKER = "<__media__>"  # mtmd's default marker (mtmd_default_marker)
+_MARKER_LOOK_ALIKE = "‹__media__›"
+_MAX_IMAGE_TOKENS = 1 << 16  # placeholders: -(code · 2¹⁶ + offset) - 1 stays within int32
+_MAX_CODES = 1 << 14
+
+
+def _open_projector(llm: Llama, mmproj_path: Path) -> Any:
+    """mtmd's context for the projector, freed with the model."""
+    import llama_cpp
+    from llama_cpp import mtmd_cpp
 
     _quiet_mtmd_logs()
-    handler = MTMDChatHandler(clip_model_path=str(mmproj_path), verbose=False)
-    try:
-        return Llama(
-            model_path=str(model_path), chat_handler=handler, n_ctx=n_ctx, n_threads=n_threads,
-            n_threads_batch=n_threads, n_gpu_layers=n_gpu_layers, flash_attn=True, verbose=False,
-        )
-    except (ValueError, RuntimeError, MemoryError) as exc:
-        raise _explain_load_failure(model_path, architecture, n_ctx, exc) from exc
+    params = mtmd_cpp.mtmd_context_params_default()
+    params.use_gpu = True
+    params.print_timings = False
+    params.n_threads = llm.n_threads
+    params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+    ctx = mtmd_cpp.mtmd_init_from_file(str(mmproj_path).encode(), llm.model, params)
+    if ctx is None:
+        raise ModelError(f"The projector {mmproj_path.name} could not be loaded.", _MISMATCH_HINT)
+    llm._stack.callback(lambda: mtmd_cpp.mtmd_free(ctx))
+    if not mtmd_cpp.mtmd_support_vision(ctx):
+        raise ModelError(f"{mmproj_path.name} cannot read pictures.", _NOT_A_PROJECTOR_HINT)
+    return ctx
 
 
 def _quiet_mtmd_logs() -> None:

@@ -7,7 +7,8 @@ Each figure is a ratio or a time measured now, on this machine, against its targ
 - gui_stall_ms: the longest event-loop stall while a 200-token reply streams into the real window;
 - launch_s: process start → main window visible (the model may still be loading);
 - rss_growth_mb: resident memory after 200 turns minus after 20 turns;
-- voice (voice_round_trip_s, barge_in_ms, stt_wer, stt_rtf, tts_rtf): see `app/voice/bench.py`.
+- voice (voice_round_trip_s, barge_in_ms, stt_wer, stt_rtf, tts_rtf): see `app/voice/bench.py`;
+- images (image_ocr_first_token_s, image_vlm_first_token_s, image_followup_ratio): see `app/bench_images.py`.
 
 Conversations made by the benchmark live in a temporary folder; only the model comes from the
 user's data folder (fetched and verified there if needed).
@@ -36,6 +37,7 @@ from app.core.turn import ChatSession, TextDelta, add_user_message
 from app.engines.llama_cpp_engine import LlamaCppEngine
 from app.paths import default_paths
 from app.settings import GenerationSettings, Settings, physical_cores
+from app.bench_images import bench_images
 from app.voice.bench import bench_voice
 
 N_CTX = 2048
@@ -218,7 +220,7 @@ def bench_gui_stall(path: Path, folder: Path) -> Figure:
 
 # -- running --------------------------------------------------------------------------------
 
-ALL = ("decode_ratio", "ttft_ratio", "gui_stall_ms", "launch_s", "rss_growth_mb", "voice")
+ALL = ("decode_ratio", "ttft_ratio", "gui_stall_ms", "launch_s", "rss_growth_mb", "voice", "images")
 
 
 def run_all(only: list[str] | None = None, log: Callable[[str], None] = lambda s: None) -> list[Figure]:
@@ -231,6 +233,7 @@ def run_all(only: list[str] | None = None, log: Callable[[str], None] = lambda s
         "launch_s": lambda folder: bench_launch(folder),
         "rss_growth_mb": lambda folder: bench_rss(path, folder),
         "voice": lambda folder: bench_voice(path, folder),
+        "images": lambda folder: bench_images(path, folder),
     }
     figures = []
     with tempfile.TemporaryDirectory(prefix="hearth-bench-") as tmp:

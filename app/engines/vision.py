@@ -181,7 +181,7 @@ class VisionEngine(LlamaCppEngine):
         self._pictures = pictures
         self._held: dict[str, bytes] = {}  # pictures given directly (`reply`), by address
         self._codes: dict[str, int] = {}  # address → the number in its placeholders
-        self._image_tokens: dict[str, int] = {}  # address → how many tokens the projector makes of it
+        self._blocks: dict[str, list[tuple[str, list[int]]]] = {}  # address → its pieces in a prompt (`_block`)
         self.images_encoded = 0  # pictures run through the projector so far (the expensive step)
         self._mtmd_lock = threading.Lock()  # the projector's context serves one call at a time
 
@@ -190,26 +190,17 @@ class VisionEngine(LlamaCppEngine):
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         if not any(m.images for m in messages):
             return super().count_tokens(messages)
-        text_parts = self._render_with_markers(messages).split(_MARKER)
-        counted = 0
-        for i, part in enumerate(text_parts):
-            if part:
-                counted += len(self._llm.tokenize(part.encode("utf-8"), add_bos=i == 0 and self._mtmd_adds_bos(part), special=True))
-        return counted + sum(self._image_token_count(address) for m in messages for address in m.images)
+        return sum(len(ids) for _, ids in self._prompt_pieces(messages))
 
     def _stream_locked(self, messages: Sequence[ChatMessage], settings: GenerationSettings, cancel: threading.Event) -> Iterator[str]:
         if not any(m.images for m in messages):
             yield from super()._stream_locked(messages, settings, cancel)
             return
         started = time.perf_counter()
-        addresses = [address for m in messages for address in m.images]
-        pieces, chunks = self._tokenize(self._render_with_markers(messages), addresses)
-        try:
-            total = sum(len(ids) for _, ids in pieces)
-            self._check_fits(total)
-            evaluated = self._evaluate(pieces, chunks)
-        finally:
-            self._mtmd_api.mtmd_input_chunks_free(chunks)
+        pieces = self._prompt_pieces(messages)
+        total = sum(len(ids) for _, ids in pieces)
+        self._check_fits(total)
+        evaluated = self._evaluate(pieces)
         stats = self._stats = GenerationStats(prompt_tokens=total, prompt_evaluated=evaluated)
         prompt = [int(t) for t in self._llm.input_ids[: self._llm.n_tokens]]
         yield from self._generate(prompt, stats, settings, cancel, started)
@@ -251,12 +242,28 @@ class VisionEngine(LlamaCppEngine):
             raise ImageError(f"The picture {address[:12]}… is not available to the model.", "Attach the picture again.")
         return self._pictures(address)
 
-    def _image_token_count(self, address: str) -> int:
-        if address not in self._image_tokens:
+    def _prompt_pieces(self, messages: Sequence[ChatMessage]) -> list[tuple[str, list[int]]]:
+        """The prompt as mtmd would tokenize it — ("text", tokens), and (address, placeholders) for
+        each picture — built from the text tokenizer and each picture's remembered block, so a
+        picture already seen is not decoded or preprocessed again."""
+        parts = self._render_with_markers(messages).split(_MARKER)
+        addresses = [address for m in messages for address in m.images]
+        pieces: list[tuple[str, list[int]]] = []
+        for i, part in enumerate(parts):
+            if part:
+                add_bos = i == 0 and self._mtmd_adds_bos(part)
+                pieces.append(("text", self._llm.tokenize(part.encode("utf-8"), add_bos=add_bos, special=True)))
+            if i < len(addresses):
+                pieces += self._block(addresses[i])
+        return pieces
+
+    def _block(self, address: str) -> list[tuple[str, list[int]]]:
+        """A picture's pieces: its image tokens, with any text mtmd wraps around them for this model."""
+        if address not in self._blocks:
             pieces, chunks = self._tokenize(_MARKER, [address], add_bos=False)
             self._mtmd_api.mtmd_input_chunks_free(chunks)
-            self._image_tokens[address] = sum(len(ids) for kind, ids in pieces if kind != "text")
-        return self._image_tokens[address]
+            self._blocks[address] = pieces
+        return self._blocks[address]
 
     def _placeholders(self, address: str, count: int) -> list[int]:
         code = self._codes.setdefault(address, len(self._codes) + 1)
@@ -314,7 +321,7 @@ class VisionEngine(LlamaCppEngine):
             raise ImageError(f"The picture {address[:12]}… could not be decoded for the model.", "Attach the picture again.")
         return bitmap
 
-    def _evaluate(self, pieces: list[tuple[str, list[int]]], chunks: Any) -> int:
+    def _evaluate(self, pieces: list[tuple[str, list[int]]]) -> int:
         """Bring the KV cache to the whole prompt, reusing the longest prefix it already holds.
 
         Returns how many prompt positions were evaluated (pictures count their image tokens).
@@ -336,29 +343,34 @@ class VisionEngine(LlamaCppEngine):
         llm._ctx.kv_cache_seq_rm(-1, common, -1)
         llm.n_tokens = common
         start = 0
-        for i, (kind, ids) in enumerate(pieces):
+        for kind, ids in pieces:
             end = start + len(ids)
             if end > common:
                 if kind == "text":
                     llm.eval(ids[common - start :] if common > start else ids)
                 else:
-                    self._encode(chunks, i, start)
+                    self._encode(kind, start)
                     llm.input_ids[start:end] = ids
                     llm.n_tokens = end
             start = end
         return len(wanted) - common
 
-    def _encode(self, chunks: Any, index: int, position: int) -> None:
+    def _encode(self, address: str, position: int) -> None:
+        """Run the picture through the projector into the KV cache at `position`."""
         import llama_cpp
 
         mtmd = self._mtmd_api
-        chunk = mtmd.mtmd_input_chunks_get(chunks, index)
-        new_n_past = llama_cpp.llama_pos(0)
-        with self._mtmd_lock:
-            result = mtmd.mtmd_helper_eval_chunk_single(
-                self._mtmd, self._llm._ctx.ctx, chunk, llama_cpp.llama_pos(position), llama_cpp.llama_seq_id(0),
-                self._llm.n_batch, False, ctypes.byref(new_n_past),
-            )  # fmt: skip
+        pieces, chunks = self._tokenize(_MARKER, [address], add_bos=False)
+        try:
+            chunk = mtmd.mtmd_input_chunks_get(chunks, next(i for i, (kind, _) in enumerate(pieces) if kind != "text"))
+            new_n_past = llama_cpp.llama_pos(0)
+            with self._mtmd_lock:
+                result = mtmd.mtmd_helper_eval_chunk_single(
+                    self._mtmd, self._llm._ctx.ctx, chunk, llama_cpp.llama_pos(position), llama_cpp.llama_seq_id(0),
+                    self._llm.n_batch, False, ctypes.byref(new_n_past),
+                )  # fmt: skip
+        finally:
+            mtmd.mtmd_input_chunks_free(chunks)
         if result != 0:
             raise ModelError(f"The vision model could not encode a picture (error {result}).", "Try another picture, or check the projector file.")
         self.images_encoded += 1

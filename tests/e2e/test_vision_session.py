@@ -103,13 +103,18 @@ def test_a_marker_typed_by_the_user_is_only_text(session: ChatSession, engine: V
     assert engine.images_encoded == 1 and finished.stats.completion_tokens > 0
 
 
-def test_a_picture_gone_from_the_store_is_a_clear_error(session: ChatSession, pictures: ImageStore) -> None:
+def test_a_picture_gone_from_the_store_is_a_clear_error(session: ChatSession, vlm: tuple[Path, Path], pictures: ImageStore) -> None:
     cid, _ = _turn(session, None, "Look.", pictures, [_jpeg((90, 90, 90))])
     for stored in pictures.folder.rglob("*.png"):
         stored.unlink()
     session.add_user_message(cid, "Still there?")
-    with pytest.raises(ImageError) as caught:
-        list(session.reply(cid))
+    # The next start of Hearth: the picture is not in any cache either.
+    session.engine = restarted = VisionEngine(*vlm, pictures=lambda sha: pictures.get(sha).read_bytes(), n_ctx=1024, n_threads=2)
+    try:
+        with pytest.raises(ImageError) as caught:
+            list(session.reply(cid))
+    finally:
+        restarted.close()
     assert "missing" in caught.value.message and caught.value.hint
     assert session.store.messages(cid)[2].content == "Still there?", "the question is kept"
 

@@ -12,11 +12,12 @@ Either way the chat template's own tokens are approximated by `PER_MESSAGE` per 
 
 from __future__ import annotations
 
+import base64
 import http.client
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from app.core.conversation import ChatMessage
@@ -43,8 +44,19 @@ def estimate_tokens(messages: Sequence[ChatMessage]) -> int:
 class RemoteEngine:
     """A model served over HTTP, answering one stream at a time."""
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, n_ctx: int = 8192, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        n_ctx: int = 8192,
+        timeout_s: float = 30.0,
+        pictures: Callable[[str], bytes] | None = None,
+    ) -> None:
+        """`pictures` (an address → PNG bytes) says the server's model sees: a message's pictures
+        then travel as `data:` URLs beside its text. Without it only the text read from them goes."""
         self._endpoint = Endpoint.parse(base_url)
+        self._pictures = pictures
         self._api_key = api_key or None
         self._timeout_s = timeout_s
         self._model = model
@@ -56,7 +68,10 @@ class RemoteEngine:
         self._lock = threading.Lock()
 
     def _make_info(self) -> EngineInfo:
-        return EngineInfo(model_id=self._model, model_name=self._model, backend="remote", n_ctx=self._n_ctx, chat_format="server")
+        return EngineInfo(
+            model_id=self._model, model_name=self._model, backend="remote", n_ctx=self._n_ctx, chat_format="server",
+            vision=self._pictures is not None,
+        )  # fmt: skip
 
     def connect(self) -> list[str]:
         """Check the address, the key and the model now rather than at the first reply.
@@ -149,7 +164,7 @@ class RemoteEngine:
     def _body(self, messages: Sequence[ChatMessage], settings: GenerationSettings) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self._model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [{"role": m.role, "content": self._content(m)} for m in messages],
             "stream": True,
             "temperature": settings.temperature,
             "top_p": settings.top_p,
@@ -158,6 +173,15 @@ class RemoteEngine:
         if settings.seed >= 0:
             body["seed"] = settings.seed
         return body
+
+    def _content(self, message: ChatMessage) -> str | list[dict[str, Any]]:
+        if not message.images or self._pictures is None:
+            return message.content
+        parts: list[dict[str, Any]] = []
+        for address in message.images:
+            data = base64.b64encode(self._pictures(address)).decode("ascii")
+            parts.append({"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}})
+        return [*parts, {"type": "text", "text": message.content}]
 
     def _stream_locked(self, messages: Sequence[ChatMessage], settings: GenerationSettings, cancel: threading.Event) -> Iterator[str]:
         started = time.perf_counter()

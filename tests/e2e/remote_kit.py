@@ -96,6 +96,7 @@ class Stub:
         self.arrived = threading.Event()
         self.release = threading.Event()
         self.paths: list[str] = []
+        self.bodies: list[Any] = []  # each POST's JSON body, as it arrived
         handler = type("StubHandler", (_Handler,), {"stub": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
@@ -133,7 +134,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.stub.paths.append(self.path)
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.stub.bodies.append(json.loads(raw) if raw else None)
         if self._refused():
             return
         if self.path != "/v1/chat/completions":

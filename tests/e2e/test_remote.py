@@ -222,3 +222,33 @@ def test_a_server_that_dies_mid_stream_leaves_the_partial_reply(stubs: StubFacto
     reply = store.messages(1)[-1]
     assert (reply.status, reply.content) == ("error", "".join(Stub.PIECES))
     assert reply.meta["error"] == str(caught.value)
+
+
+def test_pictures_travel_as_data_urls_when_the_servers_model_sees(stubs: StubFactory, tmp_path: Path) -> None:
+    from app.core.images import ImageStore, normalise
+    from tests.pictures import plain_png
+
+    pictures = ImageStore(tmp_path / "images")
+    picture = normalise(plain_png(), name="red.png")
+    pictures.put(picture)
+    message = ChatMessage("user", "What colour is this?", (picture.sha256,))
+    stub = stubs("ok")
+
+    seeing = RemoteEngine(stub.url, "stub-model", pictures=lambda sha: pictures.get(sha).read_bytes())
+    assert seeing.info.vision
+    assert "".join(seeing.stream([message], SHORT)) == "".join(Stub.PIECES)
+    image, text = stub.bodies[-1]["messages"][0]["content"]
+    assert text == {"type": "text", "text": "What colour is this?"}
+    assert image["type"] == "image_url" and image["image_url"]["url"].startswith("data:image/png;base64,iVBOR")
+
+    blind = RemoteEngine(stub.url, "stub-model")
+    assert not blind.info.vision
+    list(blind.stream([message], SHORT))
+    assert stub.bodies[-1]["messages"][0]["content"] == "What colour is this?", "only the text goes to a model that cannot see"
+
+
+def test_the_setting_decides_whether_pictures_are_sent(stubs: StubFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    stub = stubs("ok")
+    assert not load_remote_engine(Settings(engine="remote", remote_url=stub.url), pictures=lambda sha: b"").info.vision
+    assert load_remote_engine(Settings(engine="remote", remote_url=stub.url, remote_vision=True), pictures=lambda sha: b"").info.vision

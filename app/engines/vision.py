@@ -229,7 +229,7 @@ class VisionEngine(LlamaCppEngine):
             if m.images:
                 content = _MARKER * len(m.images) + content
             marked.append(ChatMessage(m.role, content))
-        return self.template.render(marked)
+        return self.template.render(marked, parts=self.template.reads_parts)
 
     def _mtmd_adds_bos(self, text: str) -> bool:
         bos = self.template.bos_token

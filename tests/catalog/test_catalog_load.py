@@ -38,9 +38,10 @@ def url_model(model_id: str = "m", url: str = "https://example.org/m.gguf", sha:
     return VALID_URL_ENTRY.format(id=model_id, url=url, sha=sha)
 
 
-def test_shipped_catalog_loads_with_both_chat_models() -> None:
+def test_shipped_catalog_loads_with_both_text_chat_models() -> None:
     catalog = load_catalog()
-    assert [e.id for e in catalog.entries if e.kind == "chat"] == ["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct"]
+    chat = [e.id for e in catalog.entries if e.kind == "chat"]
+    assert chat[:2] == ["smollm2-135m-instruct", "qwen2.5-coder-0.5b-instruct"]
     smol = catalog.default("chat")
     assert smol.id == "smollm2-135m-instruct" and smol.default
     assert smol.source.type == "pypi-file"
@@ -231,3 +232,23 @@ def test_imported_models_cannot_have_companions() -> None:
     entry = entry_to_dict(load_catalog().get("whisper-tiny-en"))
     with pytest.raises(CatalogError, match="imported and cannot list companion files"):
         parse_entry({**entry, "source": {"type": "imported"}}, "imported.json")
+
+
+def test_shipped_vision_models_pair_a_model_with_its_projector() -> None:
+    seeing = [e for e in load_catalog().entries if "vision" in e.capabilities]
+    assert {e.id for e in seeing} >= {"smolvlm-256m-instruct", "qwen3-vl-2b-instruct"}
+    for entry in seeing:
+        assert entry.kind == "chat" and entry.projector.startswith("mmproj-") and entry.projector in entry.file_names
+        assert entry.source.type == "url" and "/resolve/" in (entry.source.url or "") and "/resolve/main/" not in (entry.source.url or "")
+        assert all(c.sha256 and c.size for c in entry.companions), "every file is checked by hash and size"
+
+
+def test_a_projector_must_be_a_companion_of_a_chat_model_that_sees(tmp_path: Path) -> None:
+    good = url_model().replace('capabilities = ["chat"]', 'capabilities = ["chat", "vision"]\nprojector = "mmproj.gguf"')
+    entry = load_catalog(write_toml(tmp_path, good + companion("mmproj.gguf"))).get("m")
+    assert entry.projector == "mmproj.gguf" and parse_entry(entry_to_dict(entry), "round trip") == entry
+    with pytest.raises(CatalogError, match="not one of its"):
+        load_catalog(write_toml(tmp_path, good + companion("other.gguf")))
+    blind = url_model().replace('capabilities = ["chat"]', 'capabilities = ["chat"]\nprojector = "mmproj.gguf"') + companion("mmproj.gguf")
+    with pytest.raises(CatalogError, match="does not list 'vision'"):
+        load_catalog(write_toml(tmp_path, blind))

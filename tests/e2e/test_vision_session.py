@@ -130,3 +130,41 @@ def test_a_reused_picture_gives_the_answer_a_fresh_read_gives(session: ChatSessi
     finally:
         fresh.close()
     assert again == reused.message.content
+
+
+def test_a_catalog_model_with_a_projector_loads_as_a_model_that_sees(tmp_path: Path, vlm: tuple[Path, Path]) -> None:
+    import hashlib
+    import shutil
+
+    from app.catalog.catalog import Catalog, parse_entry
+    from app.catalog.library import ModelLibrary
+    from app.paths import DataPaths
+    from app.runtime import Profile, load_engine
+
+    model, mmproj = vlm
+
+    def described(path: Path) -> dict[str, object]:
+        data = path.read_bytes()
+        return {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
+                "source": {"type": "url", "url": f"https://example.org/{path.name}"}}  # fmt: skip
+
+    entry = parse_entry(
+        {**described(model), "id": "tiny-vlm", "name": "Tiny VLM", "kind": "chat", "format": "gguf", "licence": "MIT",
+         "capabilities": ["chat", "vision"], "projector": mmproj.name, "files": [described(mmproj)]},
+        "test",
+    )  # fmt: skip
+    paths = DataPaths(tmp_path / "home").ensure()
+    library = ModelLibrary(paths, Catalog((entry,)))
+    folder = library.folder_for(entry)
+    folder.mkdir(parents=True)
+    for path in vlm:
+        shutil.copy(path, folder / path.name)  # in place already: nothing is downloaded
+    profile = Profile(paths, Settings(model_id="tiny-vlm", n_ctx=1024, n_threads=1), Store.open(paths.database), library)
+    try:
+        engine = load_engine(profile)
+        try:
+            assert isinstance(engine, VisionEngine) and engine.info.vision and engine.info.model_id == "tiny-vlm"
+        finally:
+            engine.close()
+    finally:
+        profile.close()

@@ -4,6 +4,9 @@ It owns no widgets. Every store or model call goes through the `Runner` (``io`` 
 database, ``llm`` lane for the engine), and results come back as Qt signals the window
 connects to. Tests drive it with a hand-written fake engine through `engine_factory`.
 
+Pictures sent with a message are read (OCR) and stored on the ``io`` lane, and the small copies
+the chat shows (`app.core.thumbnails`) are made there before a message reaches the view.
+
 Typed turns and spoken ones (`app.ui.voice_controller`) share the engine: `engine_lock` is held
 by whichever of them is running it, and both show their reply through `show_turn_event`.
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,9 @@ from PySide6.QtCore import QObject, Signal
 
 from app.core.conversation import Message
 from app.core.export import export_conversation
+from app.core.images import ImageStore
 from app.core.store import Store
+from app.core.thumbnails import Thumbnails
 from app.core.turn import (
     ChatSession,
     ContextTrimmed,
@@ -35,6 +40,7 @@ from app.engines.llm import ChatEngine
 from app.errors import HearthError, ModelError
 from app.runtime import Profile
 from app.settings import Settings
+from app.ui.pictures import Picture, PictureSource, encoded, text_reader, warm_up
 from app.ui.tasks import Runner
 
 log = logging.getLogger("hearth.ui")
@@ -86,7 +92,7 @@ class ChatController(QObject):
     userMessageAdded = Signal(object)
     spokenMessageAdded = Signal(object)  # a user message said aloud: the composer is left alone
     messageUpdated = Signal(object)  # a message already shown changed (a spoken reply cut short)
-    sendFailed = Signal(str)  # the text to put back in the composer
+    sendFailed = Signal(str, list)  # the text and the pictures to put back in the composer
     replyStarted = Signal(object)
     replyDelta = Signal(str)
     contextTrimmed = Signal(object)
@@ -110,6 +116,7 @@ class ChatController(QObject):
         # Held while the engine runs, by typed turns here and by spoken turns on the voice
         # threads, so the two never stream at once (and the engine is not closed under either).
         self.engine_lock = threading.Lock()
+        self._reader_warmed = False
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -172,8 +179,14 @@ class ChatController(QObject):
             self.conversationOpened.emit(None, [])
             self.contextUsage.emit(0, self._n_ctx())
             return
-        job = self.runner.submit("io", self.profile.store.messages, conversation_id)
+        job = self.runner.submit("io", self._messages_to_show, self.profile, conversation_id)
         job.then(lambda messages: self._opened(conversation_id, messages)).fail(self._fatal)
+
+    @staticmethod
+    def _messages_to_show(profile: Profile, conversation_id: int) -> list[Message]:
+        messages = profile.store.messages(conversation_id)
+        _thumbnails(profile).ensure_for(messages)
+        return messages
 
     def _opened(self, conversation_id: int, messages: list[Any]) -> None:
         if conversation_id == self.current:
@@ -245,17 +258,33 @@ class ChatController(QObject):
 
     # -- turns ----------------------------------------------------------------------------
 
-    def send(self, text: str) -> None:
+    def send(self, text: str, images: Sequence[PictureSource | Picture] = ()) -> None:
+        """Store the user's message (with its pictures, read and stored first), then answer it.
+
+        If it cannot be stored, `sendFailed` gives back the text and these same `images`.
+        """
         if self.busy or self.profile is None:
             return
         self._set_busy(True)
-        job = self.runner.submit("io", add_user_message, self.profile.store, self.current, text)
-        job.then(self._after_user_message).fail(lambda e: self._send_failed(text, e))
+        pictures = list(images)
+        if pictures:
+            job = self.runner.submit("io", _add_with_pictures, self.profile, self.current, text, pictures)
+        else:
+            job = self.runner.submit("io", add_user_message, self.profile.store, self.current, text)
+        job.then(self._after_user_message).fail(lambda e: self._send_failed(text, pictures, e))
 
-    def _send_failed(self, text: str, error: BaseException) -> None:
+    def _send_failed(self, text: str, pictures: list[PictureSource | Picture], error: BaseException) -> None:
         self._set_busy(False)
-        self.sendFailed.emit(text)
+        self.sendFailed.emit(text, pictures)
         self.notice.emit(*describe(error))
+
+    def prepare_reading(self) -> None:
+        """Pictures are on their way: load the text reader now (once), so sending need not wait for it."""
+        if self._reader_warmed:
+            return
+        self._reader_warmed = True
+        job = self.runner.submit("images", warm_up, text_reader())
+        job.fail(lambda e: log.info("the text reader did not load in advance: %s", e))
 
     def _after_user_message(self, message: Any) -> None:
         new = self.current != message.conversation_id
@@ -378,3 +407,18 @@ class ChatController(QObject):
             session.engine.close()
         if self.profile is not None:
             self.profile.close()
+
+
+def _thumbnails(profile: Profile) -> Thumbnails:
+    return Thumbnails(ImageStore(profile.paths.images))
+
+
+def _add_with_pictures(
+    profile: Profile, conversation_id: int | None, text: str, pictures: list[PictureSource | Picture]
+) -> Message:
+    """Read, check and store the pictures and the message (nothing is stored if one is bad)."""
+    store = ImageStore(profile.paths.images)
+    sources = [encoded(picture) for picture in pictures]
+    message = add_user_message(profile.store, conversation_id, text, sources, store, text_reader())
+    _thumbnails(profile).ensure_for([message])
+    return message

@@ -5,23 +5,37 @@ the document is replaced, at most every `REFRESH_MS`, so drawing costs the same 
 as at turn 1 and the event loop never stalls on a long conversation.
 
 Links inside messages use the ``hearth-action:`` scheme for Hearth's own buttons (edit, copy,
-regenerate); every other link goes through the browser's confirm-before-opening path.
+regenerate, a picture's thumbnail, "What was read"); every other link goes through the
+browser's confirm-before-opening path. Pictures are shown from the small copies in the data
+folder's ``images/thumbs`` (see `app.core.thumbnails`), never decoded full size here.
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 
-from PySide6.QtCore import QTimer, QUrl, Signal
-from PySide6.QtGui import QGuiApplication, QPalette, QTextCursor
-from PySide6.QtWidgets import QWidget
+from PySide6.QtCore import QEvent, QTimer, QUrl, Signal
+from PySide6.QtGui import QGuiApplication, QHelpEvent, QImage, QPalette, QTextCursor
+from PySide6.QtWidgets import QToolTip, QWidget
 
+from app.core.attachments import IMAGE_ONLY_TEXT, Attachment, attachments_of
 from app.core.conversation import Message
+from app.core.images import ImageStore
+from app.core.thumbnails import Thumbnails
+from app.ui.chat_pictures import (
+    ACTION_SCHEME,
+    fit_thumbnail,
+    is_inside,
+    parse_picture_link,
+    picture_tip,
+    pictures_html,
+)
 from app.ui.markdown import render_markdown
 from app.ui.safe_browser import SafeTextBrowser, confirm_and_open
 
-ACTION_SCHEME = "hearth-action"
 REFRESH_MS = 40
 RECENT = 60  # messages rendered when a conversation opens; older ones on request
 ACTION_SEPARATOR = " · "
@@ -46,9 +60,11 @@ def is_dark(widget: QWidget) -> bool:
 
 
 class ChatView(SafeTextBrowser):
-    """Signals `actionRequested(action, message_id)` for edit / copy / regenerate links."""
+    """Signals `actionRequested(action, message_id)` for edit / copy / regenerate links, and
+    `pictureRequested(message_id, index)` when a thumbnail is clicked."""
 
     actionRequested = Signal(str, int)
+    pictureRequested = Signal(int, int)
 
     def __init__(self, parent: QWidget | None = None, allowed_roots: Sequence = ()) -> None:  # type: ignore[type-arg]
         super().__init__(parent, allowed_roots)
@@ -62,6 +78,8 @@ class ChatView(SafeTextBrowser):
         self._stream_start = -1  # document position where the streaming reply's block begins
         self._tail_start = -1  # document position where the last message's block begins (-1: unknown)
         self._dirty = False
+        self._thumbnails: Thumbnails | None = None
+        self._reading: set[int] = set()  # messages whose "What was read" is open
         self._timer = QTimer(self)
         self._timer.setInterval(REFRESH_MS)
         self._timer.timeout.connect(self._refresh_stream)
@@ -94,6 +112,17 @@ class ChatView(SafeTextBrowser):
         if live is not None:
             self.begin_reply(live)
         self._scroll_to_end()
+
+    def set_picture_folder(self, folder: Path) -> None:
+        """Where the pictures of messages are stored (the data folder's ``images``): allowed, and shown."""
+        self._thumbnails = Thumbnails(ImageStore(folder))
+        if not any(is_inside(QUrl.fromLocalFile(str(folder)), root) for root in self.allowed_roots):
+            self.set_allowed_roots([*self.allowed_roots, folder])
+
+    def attachment(self, message_id: int, index: int) -> Attachment | None:
+        message = self.message(message_id)
+        attachments = attachments_of(message) if message is not None else []
+        return attachments[index] if 0 <= index < len(attachments) else None
 
     def message(self, message_id: int) -> Message | None:
         """A message of this conversation, by id (also one not rendered yet)."""
@@ -237,7 +266,10 @@ class ChatView(SafeTextBrowser):
         if message.role == "marker":
             return f"<p style='color:#b0761a; margin:10px 4px'>⟡ {html.escape(message.content)}</p>"
         dark = is_dark(self)
-        rendered = render_markdown(message.content or " ", dark=dark, copy_prefix=f"m{message.id}-")
+        attachments = attachments_of(message) if message.role == "user" else []
+        text = "" if attachments and message.content == IMAGE_ONLY_TEXT else message.content
+        rendered = render_markdown(text or " ", dark=dark, copy_prefix=f"m{message.id}-")
+        pictures = pictures_html(message.id, attachments, self._thumbnails, message.id in self._reading)
         for n, code in enumerate(rendered.code_blocks):
             self._code[f"m{message.id}-{n}"] = code
         background = _background(message.role, dark)
@@ -248,7 +280,7 @@ class ChatView(SafeTextBrowser):
         actions = self._actions(message, latest_reply) if message.status != "streaming" else ""
         return (
             f"<table width='100%' cellspacing='0' cellpadding='10' style='margin-top:6px; margin-bottom:6px'>"
-            f"<tr><td bgcolor='{background}'>{head}{rendered.html}{actions}</td></tr></table>"
+            f"<tr><td bgcolor='{background}'>{head}{rendered.html if text else ''}{pictures}{actions}</td></tr></table>"
         )
 
     def _actions(self, message: Message, latest_reply: bool) -> str:
@@ -269,7 +301,11 @@ class ChatView(SafeTextBrowser):
     def _on_link(self, url: QUrl) -> None:
         if url.scheme() == ACTION_SCHEME:
             action, _, ident = url.path().partition(":")
-            if ident.isdigit():
+            if action == "picture":
+                target = parse_picture_link(ident)
+                if target is not None:
+                    self.pictureRequested.emit(*target)
+            elif ident.isdigit():
                 self._do_action(action, int(ident))
             return
         confirm_and_open(self, url)
@@ -281,12 +317,48 @@ class ChatView(SafeTextBrowser):
             self.show_messages(self._all + live, everything=True)
             self._stream_text = text if live else self._stream_text
             return
+        if action == "read":
+            self._reading ^= {message_id}
+            self._render_again()
+            return
         if action == "copy":
             message = self.message(message_id)
             if message is not None:
                 QGuiApplication.clipboard().setText(message.content)
             return
         self.actionRequested.emit(action, message_id)
+
+    # -- pictures -------------------------------------------------------------------------
+
+    def _render_again(self) -> None:
+        """Render the conversation again where the reader is (a reply being written goes on)."""
+        bar = self.verticalScrollBar()
+        position, following = bar.value(), bar.value() >= bar.maximum() - 4
+        live = [replace(self._stream, content=self._stream_text)] if self._stream is not None else []
+        self.show_messages(self._all + live, everything=len(self._messages) >= len(self._all))
+        if not following:
+            bar.setValue(position)
+
+    def loadResource(self, resource_type: int, url: QUrl | str) -> object:  # noqa: N802 - Qt override
+        result = super().loadResource(resource_type, url)
+        thumbnails = getattr(self, "_thumbnails", None)  # None too while the base class is set up
+        if isinstance(result, QImage) and thumbnails is not None and is_inside(QUrl(url), thumbnails.folder):
+            return fit_thumbnail(result, self.devicePixelRatioF())
+        return result
+
+    def viewportEvent(self, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.ToolTip and isinstance(event, QHelpEvent):
+            tip = self._picture_tip(self.anchorAt(event.pos()))
+            if tip:
+                QToolTip.showText(event.globalPos(), tip, self.viewport())
+                return True
+        return super().viewportEvent(event)
+
+    def _picture_tip(self, anchor: str) -> str:
+        prefix = f"{ACTION_SCHEME}:picture:"
+        target = parse_picture_link(anchor[len(prefix) :]) if anchor.startswith(prefix) else None
+        attachment = self.attachment(*target) if target is not None else None
+        return picture_tip(attachment) if attachment is not None else ""
 
 
 def _note(message: Message) -> str:

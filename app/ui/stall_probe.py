@@ -164,3 +164,91 @@ def measure_voice_stall(model_path: Path, folder: Path, question: Any, timeout_s
     if "speaking" not in states:
         raise RuntimeError(f"the spoken turn did not complete (states: {states})")
     return result
+
+
+PICTURE_QUESTION = "What does this picture say?"
+
+
+def _photo(folder: Path) -> Path:
+    """A 12-megapixel camera-sized JPEG with a line of text on it, made with Pillow."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    picture = Image.linear_gradient("L").resize((4000, 3000)).convert("RGB")
+    ImageDraw.Draw(picture).text((200, 200), "Table for four at 8 pm", fill=(255, 255, 255), font=ImageFont.load_default(160))
+    path = folder / "photo.jpg"
+    folder.mkdir(parents=True, exist_ok=True)
+    picture.save(path, format="JPEG", quality=90)
+    return path
+
+
+def _drop_file(window: Any, path: Path) -> None:
+    """What Qt delivers when a file is dragged onto the window and let go."""
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    centre = window.rect().center()
+    buttons, keys, copy = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, Qt.DropAction.CopyAction
+    QApplication.sendEvent(window, QDragEnterEvent(centre, copy, mime, buttons, keys))
+    QApplication.sendEvent(window, QDropEvent(QPointF(centre), copy, mime, buttons, keys))
+
+
+def measure_image_stall(model_path: Path, folder: Path, max_tokens: int = 40) -> dict[str, float]:
+    """The longest GUI stall from dropping a 12-megapixel photo on the window to the end of the answer.
+
+    That covers the preview (decoded and scaled on a worker), loading the text reader, sending
+    (normalised, stored, read), the thumbnail in the conversation, and the streamed reply.
+    """
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QElapsedTimer, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.ui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([])
+    photo = _photo(folder / "pictures")
+    controller = _controller(model_path, folder, max_tokens)
+    window = MainWindow(controller)
+    window.show()
+    probe = _TickRecorder()
+    clock = QElapsedTimer()
+    marks: dict[str, float] = {}
+    stored: list[Any] = []
+
+    def attach(_: object) -> None:
+        clock.start()
+        probe.started(None)
+        _drop_file(window, photo)
+
+    def send_when_ready() -> None:
+        composer = window.composer
+        if "preview_s" in marks or not composer.pictures() or not composer.pictures_ready():
+            return
+        marks["preview_s"] = clock.nsecsElapsed() / 1e9
+        composer.editor.setPlainText(PICTURE_QUESTION)
+        composer.send_button.click()
+
+    def finished(message: Any) -> None:
+        marks["answered_s"] = clock.nsecsElapsed() / 1e9
+        probe.finished(message)
+        app.quit()
+
+    controller.engineReady.connect(attach)
+    window.composer.picturesChanged.connect(send_when_ready)
+    controller.userMessageAdded.connect(stored.append)
+    controller.conversationOpened.connect(lambda cid, messages: stored.extend(messages))
+    controller.replyDelta.connect(probe.delta)
+    controller.replyFinished.connect(finished)
+    controller.notice.connect(lambda message, hint: app.quit())
+    probe.timer.start()
+    controller.start()
+    QTimer.singleShot(300_000, app.quit)
+    app.exec()
+    probe.timer.stop()
+    window.close()
+    if not any(m.role == "user" and m.meta.get("images") for m in stored) or "answered_s" not in marks:
+        raise RuntimeError("the picture was not sent and answered")
+    return probe.result() | marks

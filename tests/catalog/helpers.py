@@ -114,6 +114,9 @@ class Served:
     honour_range: bool = True
     cut_first_at: int | None = None  # close the first response after this many bytes
     always_cut_at: int | None = None  # close every response after this many body bytes
+    stall_at: int | None = None  # the first response sends this many body bytes, then waits for `release`
+    hang_up: bool = False  # once released, a stalled response hangs up instead of sending the rest
+    release: threading.Event = field(default_factory=threading.Event)
     status: int = 200
     ranges: list[str | None] = field(default_factory=list)
 
@@ -137,9 +140,25 @@ class _Handler(BaseHTTPRequestHandler):
         cut = served.always_cut_at
         if served.cut_first_at is not None and len(served.ranges) == 1:
             cut = served.cut_first_at
+        if cut is None and served.stall_at is not None and len(served.ranges) == 1:
+            self._stall(served, body)
+            return
         try:
             self.wfile.write(body if cut is None else body[:cut])
             self.wfile.flush()
+        except OSError:
+            pass  # the client hung up (a cancelled download)
+
+    def _stall(self, served: Served, body: bytes) -> None:
+        """Send the start of the body, wait until the test releases it, then the rest (or hang up)."""
+        at = served.stall_at or 0
+        try:
+            self.wfile.write(body[:at])
+            self.wfile.flush()
+            served.release.wait(timeout=30)
+            if not served.hang_up:
+                self.wfile.write(body[at:])
+                self.wfile.flush()
         except OSError:
             pass  # the client hung up (a cancelled download)
 
@@ -173,9 +192,10 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def serve(served: Served) -> Iterator[str]:
-    """Serve `served.data` at http://127.0.0.1:PORT/model.gguf until the block ends."""
-    server = _Server(("127.0.0.1", 0), _Handler)
+def serve(served: Served, port: int = 0) -> Iterator[str]:
+    """Serve `served.data` at http://127.0.0.1:PORT/model.gguf until the block ends (any free port
+    unless `port` names one: a server started again where an earlier one was)."""
+    server = _Server(("127.0.0.1", port), _Handler)
     server.served = served
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.keyrings import MemoryKeyring
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 STRICT = os.environ.get("HEARTH_STRICT") == "1"
@@ -30,6 +32,19 @@ def hearth_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "hearth-home"
     monkeypatch.setenv("HEARTH_HOME", str(home))
     return home
+
+
+@pytest.fixture(autouse=True)
+def keyring_backend(monkeypatch: pytest.MonkeyPatch) -> MemoryKeyring:
+    """A private keyring per test, as HEARTH_HOME is a private data folder: no test reads or writes
+    the real system keyring. Subprocesses get keyring's failing backend (a headless machine's)."""
+    import app.secrets
+
+    backend = MemoryKeyring()
+    monkeypatch.setattr(app.secrets, "DEFAULT", app.secrets.KeyStore(backend))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    monkeypatch.delenv(app.secrets.API_KEY_ENV, raising=False)
+    return backend
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

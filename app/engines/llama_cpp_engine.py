@@ -17,13 +17,14 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.catalog.gguf_check import GGUFInfo, inspect_gguf, is_known_architecture
 from app.core.conversation import ChatMessage
 from app.engines.chat_template import ChatTemplate, choose_template
+from app.engines.gpu import Placement, after_gpu_failure, on_cpu, shipped_gpu_backend
 from app.engines.llm import EngineInfo, GenerationStats
 from app.errors import ModelError, PromptError
 from app.settings import GenerationSettings
@@ -68,12 +69,8 @@ class LlamaCppEngine:
         model_name: str | None = None,
     ) -> None:
         gguf = inspect_gguf(model_path)  # clear errors for missing / not-GGUF / truncated files
-        if n_gpu_layers == 0 or gpu_backend() == "CPU":
-            _check_memory(model_path, gguf, n_ctx)
-        self._llm = _load_llama(model_path, gguf.architecture, n_ctx, n_threads, n_gpu_layers)
-        build = gpu_backend()
-        offloaded = 0 if build == "CPU" else _offloaded_layers(gguf, n_gpu_layers)
-        backend = build if offloaded else "CPU"  # a GPU build with no layers offloaded runs on the CPU
+        self._llm, placement = load_placed(model_path, gguf, n_ctx, n_threads, n_gpu_layers, gpu_backend())
+        backend, offloaded = placement.backend, placement.gpu_layers
         self._template = self._pick_template(chat_format)
         self._stop_strings = self._template.stop_strings
         self._info = EngineInfo(
@@ -83,6 +80,8 @@ class LlamaCppEngine:
             n_ctx=self._llm.n_ctx(),
             gpu_layers=offloaded,
             chat_format=self._template.name,
+            fallback_reason=placement.fallback_reason,
+            fallback_hint=placement.fallback_hint,
         )
         self._stats = GenerationStats()
         self._pieces: dict[int, bytes] = {}
@@ -326,6 +325,34 @@ def _check_memory(path: Path, gguf: GGUFInfo, n_ctx: int) -> None:
             f"{need / 2**30:.1f} GiB and {have / 2**30:.1f} GiB is free.",
             "Lower the context size in Settings › Model, or close other programs.",
         )
+
+
+Loader = Callable[[Path, str, int, int, int], "Llama"]
+
+
+def load_placed(
+    path: Path, gguf: GGUFInfo, n_ctx: int, n_threads: int, n_gpu_layers: int, build: str, load: Loader | None = None
+) -> tuple[Llama, Placement]:
+    """Load with the GPU layers asked for; when the GPU cannot take them, load on the CPU and say why.
+
+    `build` is `gpu_backend()`; `load` is `_load_llama` (a test can give one whose GPU load fails).
+    """
+    load = load or _load_llama
+    if build == "CPU" or n_gpu_layers == 0:
+        _check_memory(path, gguf, n_ctx)
+        placement = on_cpu(n_gpu_layers, shipped_gpu_backend()) if build == "CPU" else Placement("CPU")
+        return load(path, gguf.architecture, n_ctx, n_threads, 0), placement
+    layers = _offloaded_layers(gguf, n_gpu_layers)
+    try:
+        # A GPU build with no layer offloaded (a header that does not say how many) runs on the CPU.
+        return load(path, gguf.architecture, n_ctx, n_threads, n_gpu_layers), Placement(build if layers else "CPU", layers)
+    except ModelError as exc:
+        gpu_error = exc
+    # The GPU could not take the model (out of its memory, a driver fault): the CPU may still.
+    log.warning("loading %d layers onto the %s GPU failed (%s); retrying on the CPU", layers, build, gpu_error)
+    _check_memory(path, gguf, n_ctx)
+    llm = load(path, gguf.architecture, n_ctx, n_threads, 0)
+    return llm, after_gpu_failure(build, layers, gpu_error)
 
 
 def _load_llama(path: Path, architecture: str, n_ctx: int, n_threads: int, n_gpu_layers: int) -> Llama:

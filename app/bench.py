@@ -5,10 +5,14 @@ Each figure is a ratio or a time measured now, on this machine, against its targ
 - decode_ratio: tokens/s through Hearth's engine ÷ bare llama-cpp-python (same GGUF, threads, context);
 - ttft_ratio: time to first token at turn 10 ÷ turn 1 of a conversation that reaches ~1,500 tokens;
 - gui_stall_ms: the longest event-loop stall while a 200-token reply streams into the real window;
+- image_gui_stall_ms: the longest event-loop stall from dropping a 12-megapixel photo on the window to its answer;
 - launch_s: process start → main window visible (the model may still be loading);
 - rss_growth_mb: resident memory after 200 turns minus after 20 turns;
+- remote_decode_ratio, download_ratio: the remote engine and model downloads against plain clients of the
+  same loopback servers: see `app/bench_network.py`;
 - voice (voice_round_trip_s, barge_in_ms, stt_wer, stt_rtf, tts_rtf): see `app/voice/bench.py`;
-- images (image_ocr_first_token_s, image_vlm_first_token_s, image_followup_ratio): see `app/bench_images.py`.
+- images (image_ocr_first_token_s, image_vlm_first_token_s, image_followup_ratio): see `app/bench_images.py`;
+- bundle (bundle_size_mb, bundle_launch_s): the built one-folder app, when there is one: see `app/bench_bundle.py`.
 
 Conversations made by the benchmark live in a temporary folder; only the model comes from the
 user's data folder (fetched and verified there if needed).
@@ -29,6 +33,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from app.bench_bundle import bench_bundle
+from app.bench_images import bench_images
+from app.bench_network import bench_download, bench_remote_decode
 from app.catalog.catalog import load_catalog
 from app.catalog.library import ModelLibrary
 from app.core.conversation import ChatMessage
@@ -37,7 +44,6 @@ from app.core.turn import ChatSession, TextDelta, add_user_message
 from app.engines.llama_cpp_engine import LlamaCppEngine
 from app.paths import default_paths
 from app.settings import GenerationSettings, Settings, physical_cores
-from app.bench_images import bench_images
 from app.voice.bench import bench_voice
 
 N_CTX = 2048
@@ -218,9 +224,16 @@ def bench_gui_stall(path: Path, folder: Path) -> Figure:
     return Figure("gui_stall_ms", result["stall_ms"], 50.0, "lower", "ms", result)
 
 
+def bench_image_gui_stall(path: Path, folder: Path) -> Figure:
+    from app.ui.stall_probe import measure_image_stall
+
+    result = measure_image_stall(path, folder)
+    return Figure("image_gui_stall_ms", result["stall_ms"], 50.0, "lower", "ms", result)
+
+
 # -- running --------------------------------------------------------------------------------
 
-ALL = ("decode_ratio", "ttft_ratio", "gui_stall_ms", "launch_s", "rss_growth_mb", "voice", "images")
+ALL = ("decode_ratio", "ttft_ratio", "gui_stall_ms", "image_gui_stall_ms", "launch_s", "rss_growth_mb", "remote_decode_ratio", "download_ratio", "voice", "images", "bundle")
 
 
 def run_all(only: list[str] | None = None, log: Callable[[str], None] = lambda s: None) -> list[Figure]:
@@ -230,10 +243,14 @@ def run_all(only: list[str] | None = None, log: Callable[[str], None] = lambda s
         "decode_ratio": lambda folder: bench_decode(path),
         "ttft_ratio": lambda folder: bench_ttft(path, folder),
         "gui_stall_ms": lambda folder: bench_gui_stall(path, folder),
+        "image_gui_stall_ms": lambda folder: bench_image_gui_stall(path, folder),
         "launch_s": lambda folder: bench_launch(folder),
         "rss_growth_mb": lambda folder: bench_rss(path, folder),
+        "remote_decode_ratio": lambda folder: bench_remote_decode(path, folder),
+        "download_ratio": lambda folder: bench_download(folder),
         "voice": lambda folder: bench_voice(path, folder),
         "images": lambda folder: bench_images(path, folder),
+        "bundle": lambda folder: bench_bundle(folder),
     }
     figures = []
     with tempfile.TemporaryDirectory(prefix="hearth-bench-") as tmp:

@@ -1,6 +1,7 @@
 """The `hearth` command: the window by default, subcommands for scripted use.
 
     hearth                          open the window
+    hearth --smoke-test             open it, answer one prompt, print one JSON line, quit
     hearth ask PROMPT [--image FILE]... [--conversation ID] [--model ID] [--json]
     hearth models list|fetch ID|verify [ID]|import PATH
     hearth bench [--json]
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="hearth", description="Hearth: a local desktop assistant.")
     parser.add_argument("--version", action="version", version=f"Hearth {__version__}")
+    parser.add_argument("--smoke-test", action="store_true",
+                        help="open the window, answer one prompt with the default model, print one JSON line, quit")
     sub = parser.add_subparsers(dest="command")
 
     ask = sub.add_parser("ask", help="ask one question and stream the answer")
@@ -69,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             from app.ui.app import run_gui
 
-            return run_gui()
+            return run_gui(smoke_test=args.smoke_test)
         if args.command == "ask":
             return ask(args)
         if args.command == "bench":
@@ -150,6 +153,9 @@ def ask(args: argparse.Namespace) -> int:
         profile.model_entry(args.model)
     user = _add_question(profile, args)
     engine = load_engine(profile, args.model)
+    if engine.info.fallback_reason and not args.json:  # with --json it is a field of the result
+        print(f"warning: the model runs on the CPU: {engine.info.fallback_reason}.", file=sys.stderr)
+        print(f"hint: {engine.info.fallback_hint}", file=sys.stderr)
     session = ChatSession(profile.store, engine, settings)
     text, final = "", None
     for event in session.reply(user.conversation_id):
@@ -192,6 +198,8 @@ def _json_result(text: str, final: ReplyFinished, info: EngineInfo, user: Messag
         "tokens_per_s": round(stats.tokens_per_s, 2),
         "model": info.model_id,
         "backend": info.backend,
+        "gpu_layers": info.gpu_layers,
+        "fallback_reason": info.fallback_reason,
         "conversation_id": final.message.conversation_id,
         "message_id": final.message.id,
         "prompt_tokens": stats.prompt_tokens,

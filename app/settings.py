@@ -61,6 +61,47 @@ class GenerationSettings:
 
 
 VOICE_MODES = ("hands-free", "push-to-talk")
+# "auto" is the model's own chat template; the others are app.engines.chat_template's FALLBACKS.
+CHAT_FORMATS = ("auto", "chatml", "llama3", "gemma", "plain")
+
+
+def _optional_int(low: int, high: int) -> Callable[[Any], bool]:
+    """A check for a whole number in [low, high], or None (meaning "as in the general settings")."""
+    return lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and low <= v <= high)
+
+
+@dataclass(frozen=True)
+class ModelOverrides:
+    """One model's own settings, used when that model loads; None keeps the general value."""
+
+    n_ctx: int | None = field(default=None, metadata=_meta("Context window in tokens for this model.", _optional_int(256, 262144)))
+    n_threads: int | None = field(default=None, metadata=_meta("CPU threads for this model.", _optional_int(1, 512)))
+    n_gpu_layers: int | None = field(default=None, metadata=_meta("Layers of this model on the GPU (-1 = all, 0 = none).", _optional_int(-1, 100000)))
+    chat_format: str | None = field(default=None, metadata=_meta("How a conversation is laid out for this model: auto (its own template), chatml, llama3, gemma or plain.", lambda v: v is None or v in CHAT_FORMATS))
+    projector: str | None = field(default=None, metadata=_meta("Vision projector for this model (the id of a vision-projector model).", lambda v: v is None or (isinstance(v, str) and bool(v.strip()))))
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, f.name) is None for f in dataclasses.fields(self))
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """What one model loads with: its own settings where it has them, the general ones elsewhere."""
+
+    n_ctx: int
+    n_threads: int
+    n_gpu_layers: int
+    chat_format: str
+    projector: str | None
+
+
+def _valid_overrides(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(key, str) and key and isinstance(own, ModelOverrides) for key, own in value.items()
+    )
 
 
 @dataclass(frozen=True)
@@ -87,10 +128,12 @@ class Settings:
     voice: VoiceSettings = field(default_factory=VoiceSettings)
     default_instructions: str = field(default=DEFAULT_INSTRUCTIONS, metadata=_meta("Custom instructions for conversations that have none of their own."))
     theme: str = field(default="system", metadata=_meta("Colour scheme: system, light or dark.", lambda v: v in THEMES))
-    # The API key is not a setting: it comes from HEARTH_REMOTE_API_KEY, never from a file.
+    # The API key is not a setting: it lives in the system keyring or HEARTH_REMOTE_API_KEY (app/secrets.py), never in this file.
     engine: str = field(default="local", metadata=_meta("Who answers: local (this computer) or remote (a chat server).", lambda v: v in ENGINES))
     remote_url: str = field(default="", metadata=_meta("Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1.", lambda v: v == "" or is_http_url(v)))
     remote_model: str = field(default="", metadata=_meta("Model name on the remote server (empty = the first it lists)."))
+    remote_vision: bool = field(default=False, metadata=_meta("The remote model sees pictures: send them with the message (as data URLs), not only the text read from them."))
+    model_overrides: dict[str, ModelOverrides] = field(default_factory=dict, metadata=_meta("Settings of single models that differ from the general ones, by model id.", _valid_overrides))
 
     def __post_init__(self) -> None:
         validate(self)
@@ -99,6 +142,28 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+    def model_options(self, model_id: str) -> ModelOptions:
+        """The settings `model_id` loads with: its own overrides, else the general values."""
+        own = self.model_overrides.get(model_id, ModelOverrides())
+
+        def pick(mine: Any, general: Any) -> Any:
+            return general if mine is None else mine
+
+        return ModelOptions(
+            n_ctx=pick(own.n_ctx, self.n_ctx),
+            n_threads=pick(own.n_threads, self.n_threads),
+            n_gpu_layers=pick(own.n_gpu_layers, self.n_gpu_layers),
+            chat_format=pick(own.chat_format, "auto"),
+            projector=own.projector,
+        )
+
+    def with_model_overrides(self, model_id: str, overrides: ModelOverrides) -> Settings:
+        """These settings with `model_id`'s own settings replaced (empty overrides forget them)."""
+        table = {key: own for key, own in self.model_overrides.items() if key != model_id}
+        if not overrides.is_empty():
+            table[model_id] = overrides
+        return self.replace(model_overrides=table)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -119,7 +184,8 @@ class Settings:
             result = dataclasses.replace(result, **{group: nested})
         for f in dataclasses.fields(cls):
             if f.name not in _GROUPS and f.name in data:
-                result = _try_set(result, f.name, data[f.name])
+                stored_value = _overrides_from(data[f.name]) if f.name == "model_overrides" else data[f.name]
+                result = _try_set(result, f.name, stored_value)
         return result
 
 
@@ -138,6 +204,25 @@ def validate(obj: Any) -> None:
         check = f.metadata.get("check")
         if check is not None and not check(value):
             raise ValueError(f"{f.name}: {value!r} is out of range. {f.metadata['description']}")
+
+
+def _overrides_from(stored: Any) -> dict[str, ModelOverrides]:
+    """Per-model settings from stored JSON: each valid value kept, the rest dropped with a log line."""
+    if not isinstance(stored, dict):
+        log.warning("ignoring stored setting model_overrides=%r: it is not an object", stored)
+        return {}
+    table: dict[str, ModelOverrides] = {}
+    for model_id, values in stored.items():
+        if not isinstance(values, dict):
+            log.warning("ignoring stored settings of model %r: they are not an object", model_id)
+            continue
+        own = ModelOverrides()
+        for f in dataclasses.fields(own):
+            if f.name in values:
+                own = _try_set(own, f.name, values[f.name])
+        if isinstance(model_id, str) and model_id and not own.is_empty():
+            table[model_id] = own
+    return table
 
 
 def _try_set(obj: Any, name: str, value: Any) -> Any:

@@ -10,6 +10,10 @@ one of its files is checked and stamped on its own, and the model counts as pres
 when all of them are.
 
 Models the user imports are entries too, kept in `models/imported.json`.
+
+A frozen build of Hearth carries the embedded default model in a read-only models folder of its own
+(`bundled_models()`), laid out like the data folder's. It is consulted after the data folder: a model
+whole there is used in place, never copied, and its stamp is kept in the data folder like any other.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,7 +32,7 @@ from typing import Any
 from app.catalog.catalog import Catalog, ModelEntry, ModelSource, entry_to_dict, parse_entry
 from app.catalog.fetch import fetch_entry
 from app.catalog.gguf_check import inspect_gguf
-from app.catalog.transfer import Progress, copy_hashed, sha256_file
+from app.catalog.transfer import Progress, copy_hashed, partial_path, sha256_file
 from app.errors import CatalogError, ModelError
 from app.paths import DataPaths
 
@@ -47,11 +52,23 @@ class _Piece:
     stamp: Path
 
 
+def bundled_models() -> Path | None:
+    """The read-only models folder inside a frozen build (PyInstaller's `sys._MEIPASS`); None otherwise."""
+    root = getattr(sys, "_MEIPASS", None)
+    if not getattr(sys, "frozen", False) or root is None:
+        return None
+    return Path(root) / "models"
+
+
 class ModelLibrary:
-    def __init__(self, paths: DataPaths, catalog: Catalog, hasher: Hasher = sha256_file) -> None:
+    def __init__(
+        self, paths: DataPaths, catalog: Catalog, hasher: Hasher = sha256_file, bundled: Path | None = None
+    ) -> None:
         self.paths = paths
         self.catalog = catalog
         self._hasher = hasher  # replaceable so tests can count full hashes
+        # Models shipped with the app, used when the data folder lacks them; never written to.
+        self.bundled = bundled if bundled is not None else bundled_models()
 
     # ------------------------------------------------------------ entries
 
@@ -93,12 +110,19 @@ class ModelLibrary:
 
     def path_for(self, entry: ModelEntry) -> Path:
         """Where the entry's main file lives: `<models>/<file>`, or `<models>/<id>/<file>` for a model
-        with companion files, or the user's own file for a model imported by reference."""
+        with companion files, or the user's own file for a model imported by reference.
+
+        `<models>` is the data folder's, unless only the bundled models folder holds the whole model."""
         if entry.source.type == "imported" and entry.source.path:
             return Path(entry.source.path)
-        if entry.companions:
-            return self.paths.models / entry.id / entry.file
-        return self.paths.models / entry.file
+        return _path_in(self._models_folder(entry), entry)
+
+    def _models_folder(self, entry: ModelEntry) -> Path:
+        """The data folder's models, or the bundled ones when only they hold every file of the model."""
+        own = self.paths.models
+        if self.bundled is None or entry.source.type == "imported" or _whole_in(own, entry):
+            return own
+        return self.bundled if _whole_in(self.bundled, entry) else own
 
     def folder_for(self, entry: ModelEntry) -> Path:
         """The folder holding the entry's files; its own folder for a model with companion files."""
@@ -164,7 +188,7 @@ class ModelLibrary:
                 f"Import the file again, or forget it with `hearth models remove {entry.id}`.",
             )
         work_dir = self._work_dir(entry)
-        for piece in self._pieces(entry):
+        for piece in self._pieces(entry, self.paths.models):  # never into the bundled folder
             if self._vouched(piece):
                 continue
             self._drop_stamp(piece)
@@ -179,15 +203,15 @@ class ModelLibrary:
     def remove(self, entry: ModelEntry) -> None:
         """Delete Hearth's copy of a model; a file imported by reference belongs to the user and stays.
 
-        A model with companion files goes with its whole folder.
+        A model with companion files goes with its whole folder. A bundled copy is part of the app and stays.
         """
-        path = self.path_for(entry)
+        path = self.path_for(entry) if entry.source.type == "imported" else _path_in(self.paths.models, entry)
         if entry.source.type == "imported":
             self._save_imported([other for other in self.imported() if other.id != entry.id])
             if not entry.source.path:
                 path.unlink(missing_ok=True)
         elif entry.companions:
-            for folder in (self.folder_for(entry), self._work_dir(entry)):
+            for folder in (path.parent, self._work_dir(entry)):
                 if folder.is_dir():
                     shutil.rmtree(folder)
         else:
@@ -197,15 +221,48 @@ class ModelLibrary:
             self._drop_stamp(piece)
         _remove_empty(self._companion_stamps(entry))
 
-    def _pieces(self, entry: ModelEntry) -> list[_Piece]:
-        """Every file of the model, the main file first."""
+    def needs_download(self, entry: ModelEntry) -> bool:
+        """Whether getting the model would use the network: some file is missing and its source is a
+        URL or a package that is not installed. (Damaged files count as present: `ensure` reports them.)"""
+        from app.catalog.packages import installed_file
+
+        for piece in self._pieces(entry):
+            if piece.path.is_file():
+                continue
+            source = piece.entry.source
+            if source.type == "url" or any(installed_file(part) is None for part in source.parts):
+                return True
+        return False
+
+    def partial_bytes(self, entry: ModelEntry) -> int:
+        """Bytes of the model already downloaded into partial files, waiting for a resumed fetch."""
+        work_dir = self._work_dir(entry)
+        total = 0
+        for piece in self._pieces(entry, self.paths.models):
+            try:
+                total += partial_path(work_dir, piece.entry).stat().st_size
+            except OSError:
+                continue  # no partial for this file
+        return total
+
+    def discard_partial(self, entry: ModelEntry) -> None:
+        """Delete the model's partial downloads, so its next fetch starts from the beginning."""
+        work_dir = self._work_dir(entry)
+        for piece in self._pieces(entry, self.paths.models):
+            partial_path(work_dir, piece.entry).unlink(missing_ok=True)
+        if entry.companions:
+            _remove_empty(work_dir)
+
+    def _pieces(self, entry: ModelEntry, models: Path | None = None) -> list[_Piece]:
+        """Every file of the model, the main file first: in the `models` folder given, else where it is found."""
+        main_path = self.path_for(entry) if models is None else _path_in(models, entry)
         main = replace(entry, companions=()) if entry.companions else entry
-        pieces = [_Piece(main, self.path_for(entry), self.paths.models / STAMP_DIR / f"{entry.id}.json")]
+        pieces = [_Piece(main, main_path, self.paths.models / STAMP_DIR / f"{entry.id}.json")]
         for companion in entry.companions:
             view = replace(
                 main, file=companion.file, sha256=companion.sha256, size=companion.size, source=companion.source
             )
-            path = self.folder_for(entry) / companion.file
+            path = main_path.parent / companion.file
             pieces.append(_Piece(view, path, self._companion_stamps(entry) / f"{companion.file}.json"))
         return pieces
 
@@ -339,6 +396,17 @@ class ModelLibrary:
         else:
             hint = f"Fetch it again with `hearth models fetch {entry.id}`; the damaged file is not used."
         return ModelError(f"The model file {path} for '{entry.id}' is damaged: {detail}.", hint)
+
+
+def _path_in(models: Path, entry: ModelEntry) -> Path:
+    """The entry's main file in a models folder: in a folder of its own when it has companion files."""
+    return models / entry.id / entry.file if entry.companions else models / entry.file
+
+
+def _whole_in(models: Path, entry: ModelEntry) -> bool:
+    """True when every file of the model is in this models folder."""
+    folder = _path_in(models, entry).parent
+    return all((folder / name).is_file() for name in entry.file_names)
 
 
 def _remove_empty(folder: Path) -> None:

@@ -20,7 +20,7 @@ LAUNCH_T0 = time.perf_counter()
 QUIET_MULTIMEDIA = "qt.multimedia.symbolsresolver.warning=false"
 
 
-def run_gui() -> int:
+def run_gui(smoke_test: bool = False) -> int:
     rules = os.environ.get("QT_LOGGING_RULES", "")
     if QUIET_MULTIMEDIA not in rules:
         os.environ["QT_LOGGING_RULES"] = f"{rules};{QUIET_MULTIMEDIA}" if rules else QUIET_MULTIMEDIA
@@ -56,6 +56,10 @@ def run_gui() -> int:
         # Used by `hearth bench` to time launch-to-window: report, then quit.
         window.shown.connect(lambda: print(f"window-shown {time.perf_counter() - LAUNCH_T0:.4f}", flush=True))
         window.shown.connect(lambda: QTimer.singleShot(0, app.quit))
+    if smoke_test:
+        from app.ui.smoke import SmokeTest
+
+        SmokeTest(app, window)  # one prompt, one JSON line, then it ends the event loop
     window.show()
     controller.start()
     code = app.exec()

@@ -3,6 +3,7 @@ and the `VoiceController`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,19 +25,27 @@ from PySide6.QtWidgets import (
 )
 
 from app import APP_NAME
+from app.catalog.overview import needs_first_run
 from app.engines.llm import EngineInfo
 from app.paths import default_paths
-from app.ui.chat_controller import ChatController
+from app.ui.chat_controller import RELOAD_KEYS, ChatController
 from app.ui.chat_view import ChatView
 from app.ui.composer import Composer
+from app.ui.models_page import ModelsPage
+from app.ui.pictures import Picture
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.sidebar import Sidebar
 from app.ui.theme import apply_theme
 from app.ui.voice_controller import DeviceFactory, VoiceController
 from app.ui.voice_panel import TOGGLE_KEYS, TalkKey, VoicePanel
+from app.ui.welcome import WelcomePanel
+from app.ui.window_pictures import WindowPictures
 
 if TYPE_CHECKING:
+    from app.secrets import Saved
+    from app.settings import Settings
     from app.ui.audio_devices import AudioDevices
+    from app.ui.settings_dialog import ApiKeyChange
 
 ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
 NOTICE_BACKGROUND = "#f6d98b"
@@ -87,15 +96,18 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(APP_NAME)
         self.resize(1100, 760)
         self.sidebar = Sidebar(self)
-        self.chat = ChatView(self, allowed_roots=[ASSETS, default_paths().root])
+        self.chat = ChatView(self, allowed_roots=[ASSETS, default_paths().images])
         self.voice_panel = VoicePanel(self)
-        self.composer = Composer(self)
+        self.composer = Composer(controller.runner, self)
         self.message_bar = MessageBar(self)
         self.talk_key = TalkKey(self)
+        self.welcome = WelcomePanel(self)  # first run: no chat model is usable yet
+        self.models_page: ModelsPage | None = None  # made when first opened; its downloads outlive closing it
         self._build_layout()
         self._build_status()
         self._build_menu()
         self._connect()
+        self.pictures = WindowPictures(self)  # drops on the window, the enlarged view
         self.composer.editor.setFocus()
 
     # -- construction ---------------------------------------------------------------------
@@ -105,6 +117,7 @@ class MainWindow(QMainWindow):
         column = QVBoxLayout(right)
         column.setContentsMargins(0, 0, 0, 0)
         column.addWidget(self.message_bar)
+        column.addWidget(self.welcome, 1)
         column.addWidget(self.chat, 1)
         column.addWidget(self.voice_panel)
         column.addWidget(self.composer)
@@ -151,6 +164,7 @@ class MainWindow(QMainWindow):
         self._action(chat, "&Quit", QKeySequence.StandardKey.Quit, self.close)
         settings = self.menuBar().addMenu("&Settings")
         self._action(settings, "&Preferences…", QKeySequence("Ctrl+,"), self.open_settings)
+        self._action(settings, "&Models…", QKeySequence("Ctrl+Shift+M"), self.open_models)
         QShortcut(QKeySequence(Qt.Key.Key_Escape), self, self._escape)
         QShortcut(QKeySequence("Ctrl+L"), self, self.composer.editor.setFocus)
 
@@ -167,6 +181,9 @@ class MainWindow(QMainWindow):
         c.notice.connect(self.message_bar.show_notice)
         c.engineLoading.connect(self._on_loading)
         c.engineReady.connect(self._on_engine_ready)
+        c.engineReady.connect(lambda _info: self.show_welcome(False))
+        c.profileReady.connect(self._check_first_run)
+        self.welcome.openModels.connect(self.open_models)
         c.engineFailed.connect(self._on_engine_failed)
         c.conversationsChanged.connect(lambda convs: self.sidebar.set_conversations(convs, c.current))
         c.searchResults.connect(self.sidebar.set_search_results)
@@ -217,13 +234,17 @@ class MainWindow(QMainWindow):
     def _on_engine_ready(self, info: EngineInfo) -> None:
         self.load_progress.hide()
         gpu = f", {info.gpu_layers} layers on GPU" if info.gpu_layers else ""
-        self.model_label.setText(f"{info.model_name} · {info.backend}{gpu} · ready")
+        fallback = f" (GPU not used: {info.fallback_reason})" if info.fallback_reason else ""
+        self.model_label.setText(f"{info.model_name} · {info.backend}{gpu}{fallback} · ready")
         self.model_label.setToolTip(f"Model {info.model_id}; chat format {info.chat_format}; context {info.n_ctx} tokens")
+        if info.fallback_reason:  # peers fall back to the CPU silently; say why, and what to change
+            self.message_bar.show_notice(f"{info.model_name} runs on the CPU: {info.fallback_reason}.", info.fallback_hint)
 
     def _on_engine_failed(self, message: str, hint: str) -> None:
         self.load_progress.hide()
         self.model_label.setText("No model loaded")
-        self.message_bar.show_notice(message, hint)
+        if not self.welcome.isVisible():  # on first run the welcome panel already says what to do
+            self.message_bar.show_notice(message, hint)
 
     def _on_opened(self, conversation_id: int | None, messages: list[Any]) -> None:
         self.chat.show_messages(messages)
@@ -233,9 +254,10 @@ class MainWindow(QMainWindow):
         self.composer.clear()
         self.chat.append_message(message)
 
-    def _on_send_failed(self, text: str) -> None:
+    def _on_send_failed(self, text: str, pictures: Sequence[object] = ()) -> None:
         if not self.composer.text():
             self.composer.editor.setPlainText(text)
+        self.composer.put_back(pictures)
 
     def _on_voice_state(self, state: str) -> None:
         self.voice_panel.set_state(state)
@@ -273,13 +295,14 @@ class MainWindow(QMainWindow):
             self.voice.when_idle(lambda: self.controller.edit_and_resend(editing, text))
             return
         self.composer.clear()
-        self.voice.when_idle(lambda: self._send_or_restore(text))
+        pictures = self.composer.take_pictures()
+        self.voice.when_idle(lambda: self._send_or_restore(text, pictures))
 
-    def _send_or_restore(self, text: str) -> None:
-        if self.controller.busy:  # a typed reply started while this one waited: keep the words
-            self._on_send_failed(text)
+    def _send_or_restore(self, text: str, pictures: Sequence[Picture]) -> None:
+        if self.controller.busy or self.controller.profile is None:  # it cannot go now: keep the words and pictures
+            self._on_send_failed(text, pictures)
         else:
-            self.controller.send(text)
+            self.controller.send(text, pictures)
 
     def _stop_reply(self) -> None:
         """Stop whichever reply is under way: a typed one, or a spoken one (kept as far as heard)."""
@@ -350,6 +373,7 @@ class MainWindow(QMainWindow):
         dialog = SettingsDialog(profile.settings, models, backend, self, self.voice.speech_models, devices)
         if dialog.exec() and dialog.result_settings is not None:
             new, old = dialog.result_settings, profile.settings
+            reconnect = self._save_api_key(dialog.api_key_change, new, old)
             if new.theme != old.theme:
                 apply_theme(QApplication.instance(), new.theme)  # type: ignore[arg-type]
                 self.controller.apply_settings(new)
@@ -357,6 +381,64 @@ class MainWindow(QMainWindow):
             else:
                 self.controller.apply_settings(new)
             self.voice.apply_settings(old.voice, new.voice)
+            if reconnect:
+                self.controller.load_engine()
+
+    def _save_api_key(self, change: ApiKeyChange | None, new: Settings, old: Settings) -> bool:
+        """Store (or forget) a key typed in Settings off the GUI thread: a keyring can block.
+
+        It runs on the engine's lane, so an engine load queued after it connects with the new key.
+        Returns True when the remote engine must reconnect because nothing but the key changed.
+        """
+        if change is None:
+            return False
+        job = self.controller.runner.submit("llm", change.apply)
+        job.then(self._on_api_key_saved).fail(lambda e: self.message_bar.show_notice("The API key could not be saved.", str(e)))
+        return new.engine == "remote" and all(getattr(new, k) == getattr(old, k) for k in RELOAD_KEYS)
+
+    def _on_api_key_saved(self, saved: Saved | None) -> None:
+        if saved is not None and not saved.remembered:
+            self.message_bar.show_notice(*saved.notice)
+
+    def open_models(self) -> None:
+        """The Models page: one per window, kept while hidden so its downloads carry on."""
+        profile = self.controller.profile
+        if profile is None:
+            return
+        if self.models_page is None:
+            page = ModelsPage(self.controller.runner, profile.library, lambda: profile.settings, self)
+            page.settingsChosen.connect(self._apply_model_settings)
+            page.libraryChanged.connect(self.controller.refresh_models)
+            self.models_page = page
+        self.models_page.refresh()
+        self.models_page.show()
+        self.models_page.raise_()
+        self.models_page.activateWindow()
+
+    def _apply_model_settings(self, new: Settings, load: bool) -> None:
+        """Settings from the Models page: a model chosen to use (`load`), or a model's own settings."""
+        profile = self.controller.profile
+        if profile is None:
+            return
+        old = profile.settings
+        reloads = any(getattr(new, k) != getattr(old, k) for k in RELOAD_KEYS)
+        self.controller.apply_settings(new)
+        options_changed = new.model_options(new.model_id) != old.model_options(old.model_id)
+        if new.engine == "local" and not reloads and (options_changed or (load and self.controller.session is None)):
+            self.controller.load_engine()  # the same model, with new settings or after it failed to load
+        self.voice.apply_settings(old.voice, new.voice)
+
+    def _check_first_run(self, profile: Any) -> None:
+        """Show the welcome panel when no chat model can load without the network."""
+        if profile.settings.engine == "local":
+            job = self.controller.runner.submit("io", needs_first_run, profile.library)
+            job.then(lambda needed: self.show_welcome(needed and self.controller.session is None))
+
+    def show_welcome(self, on: bool) -> None:
+        self.welcome.setVisible(on)
+        self.chat.setVisible(not on)
+        if on:
+            self.message_bar.hide()  # "no model" is what the welcome explains
 
     def audio_devices(self) -> AudioDevices:
         """The computer's microphones and speakers, enumerated the first time they are needed
@@ -380,5 +462,7 @@ class MainWindow(QMainWindow):
             app.removeEventFilter(self.talk_key)
         self.controller.stop()  # a typed reply stops first: a spoken one may be waiting on it
         self.voice.shutdown()
+        if self.models_page is not None:
+            self.models_page.shutdown()  # downloads pause; they resume next time
         self.controller.shutdown()
         super().closeEvent(event)

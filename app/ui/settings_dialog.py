@@ -12,6 +12,7 @@ anything else never wakes the sound system.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -34,6 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.secrets import API_KEY_ENV, Saved, delete_api_key, set_api_key
 from app.settings import THEMES, VOICE_MODES, GenerationSettings, Settings, VoiceSettings
 
 ENGINE_CHOICES = (("local", "Local (this computer)"), ("remote", "Remote (OpenAI-compatible server)"))
@@ -78,6 +80,23 @@ class SpeechModel:
     name: str
     kind: str
     multilingual: bool = False
+
+
+@dataclass(frozen=True)
+class ApiKeyChange:
+    """A key typed in Settings › Model for the server at `base_url`; `key` None forgets the saved one.
+
+    `apply` talks to the system keyring, which can block: run it off the GUI thread.
+    """
+
+    base_url: str
+    key: str | None
+
+    def apply(self) -> Saved | None:
+        if self.key is None:
+            delete_api_key(self.base_url)
+            return None
+        return set_api_key(self.base_url, self.key)
 
 
 class DeviceList(Protocol):
@@ -140,6 +159,7 @@ class SettingsDialog(QDialog):
         self._device_source = devices
         self._device_list: DeviceList | None = None
         self.result_settings: Settings | None = None
+        self.api_key_change: ApiKeyChange | None = None  # set by OK when a key was typed or forgotten
         self.tabs = tabs = QTabWidget(self)
         tabs.addTab(self._model_tab(settings, models, backend), "Model")
         tabs.addTab(self._sampling_tab(settings.generation), "Replies")
@@ -172,6 +192,9 @@ class SettingsDialog(QDialog):
         form.addRow("CPU &threads", self.threads)
         form.addRow("&GPU layers", self.gpu_layers)
         form.addRow("&Context size (tokens)", self.n_ctx)
+        own = QLabel("A model's own settings, set in Models… (Ctrl+Shift+M), take the place of these.")
+        own.setWordWrap(True)
+        form.addRow("", own)
         form.addRow("Backend", QLabel(backend))
         self._engine_rows(form, s)
         return page
@@ -188,9 +211,30 @@ class SettingsDialog(QDialog):
         self.remote_model = QLineEdit(s.remote_model)
         self.remote_model.setAccessibleName("Remote model")
         self.remote_model.setPlaceholderText("the first model the server lists")
+        self.remote_vision = QCheckBox("The remote model &sees pictures (send them, not only the text read from them)")
+        self.remote_vision.setAccessibleName("The remote model sees pictures")
+        self.remote_vision.setChecked(s.remote_vision)
+        # The key is never shown again nor put in the settings: the field starts empty and a typed
+        # key goes to the system keyring (app/secrets.py) when OK is pressed.
+        self.api_key = QLineEdit()
+        self.api_key.setEchoMode(QLineEdit.EchoMode.Password)
+        self.api_key.setAccessibleName("Remote API key")
+        self.api_key.setPlaceholderText("empty keeps the saved key, if any")
+        self.forget_key = QCheckBox("&Forget the saved key")
+        self.forget_key.setAccessibleName("Forget the saved API key")
+        if os.environ.get(API_KEY_ENV):
+            where = f"{API_KEY_ENV} is set: Hearth uses it, not a saved key."
+        else:
+            where = "Kept in the system keyring, never in the settings file (with no keyring: until Hearth closes)."
+        self.key_note = QLabel(where)
+        self.key_note.setWordWrap(True)
         form.addRow("&Engine", self.engine)
         form.addRow("Server &URL", self.remote_url)
         form.addRow("Remote m&odel", self.remote_model)
+        form.addRow("", self.remote_vision)
+        form.addRow("API &key", self.api_key)
+        form.addRow("", self.forget_key)
+        form.addRow("", self.key_note)
         self.engine.currentIndexChanged.connect(self._show_engine)
         self._show_engine()
 
@@ -198,6 +242,9 @@ class SettingsDialog(QDialog):
         remote = self.engine.currentData() == "remote"
         self.remote_url.setEnabled(remote)
         self.remote_model.setEnabled(remote)
+        self.remote_vision.setEnabled(remote)
+        self.api_key.setEnabled(remote)
+        self.forget_key.setEnabled(remote)
 
     def _sampling_tab(self, g: GenerationSettings) -> QWidget:
         page = QWidget()
@@ -322,6 +369,7 @@ class SettingsDialog(QDialog):
             engine=engine,
             remote_url=url,
             remote_model=self.remote_model.text().strip(),
+            remote_vision=self.remote_vision.isChecked(),
             model_id=self.model.currentData() or self._settings.model_id,
             n_threads=self.threads.value(),
             n_gpu_layers=self.gpu_layers.value(),
@@ -331,9 +379,19 @@ class SettingsDialog(QDialog):
             generation=generation,
         )
 
+    def collect_api_key(self, base_url: str) -> ApiKeyChange | None:
+        """The key typed (or forgotten) for the server at `base_url`; None when nothing changes."""
+        key = self.api_key.text().strip()
+        if not key and not self.forget_key.isChecked():
+            return None
+        if not base_url:
+            raise ValueError("An API key belongs to a server: enter the server URL too.")
+        return ApiKeyChange(base_url, key or None)
+
     def accept(self) -> None:
         try:
             self.result_settings = self.collect()
+            self.api_key_change = self.collect_api_key(self.result_settings.remote_url)
         except ValueError as exc:
             QMessageBox.warning(self, "Settings", str(exc))
             return

@@ -1,7 +1,10 @@
 """The one place that runs background work for the window.
 
-Work runs on named serial lanes — ``llm`` (one model, one stream at a time) and ``io``
-(database and files) — each a single worker thread, so jobs on a lane never race each other.
+Work runs on named serial lanes — ``llm`` (one model, one stream at a time), ``io``
+(database and files), ``fetch`` (model downloads and imports, which can take minutes without
+holding up the database) and ``images`` (decoding and scaling pictures for previews, so a big
+photo neither waits behind the database nor holds it up) — each a single worker thread, so jobs
+on a lane never race each other.
 Results, stream items and errors come back to the GUI thread through a queued Qt signal;
 the GUI thread itself never waits on a model, a disk or a device.
 
@@ -20,7 +23,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 
 log = logging.getLogger("hearth.ui.tasks")
 
-LANES = ("llm", "io")
+LANES = ("llm", "io", "fetch", "images")
 
 
 class _Bridge(QObject):

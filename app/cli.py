@@ -156,6 +156,8 @@ def ask(args: argparse.Namespace) -> int:
     if engine.info.fallback_reason and not args.json:  # with --json it is a field of the result
         print(f"warning: the model runs on the CPU: {engine.info.fallback_reason}.", file=sys.stderr)
         print(f"hint: {engine.info.fallback_hint}", file=sys.stderr)
+    if args.image and not engine.info.vision and not args.json:
+        print(f"note: {engine.info.model_name} cannot see pictures: it was given the text read from them.", file=sys.stderr)
     session = ChatSession(profile.store, engine, settings)
     text, final = "", None
     for event in session.reply(user.conversation_id):
@@ -205,6 +207,7 @@ def _json_result(text: str, final: ReplyFinished, info: EngineInfo, user: Messag
         "prompt_tokens": stats.prompt_tokens,
         "prompt_evaluated": stats.prompt_evaluated,
         "images": images,
+        "sees_pictures": info.vision,
     }
 
 

@@ -22,14 +22,16 @@ class FakeEngine:
     set — tests use it to stop a reply part-way deterministically.
     """
 
-    def __init__(self, replies: Sequence[str] = (), n_ctx: int = 4096, delay_s: float = 0.0, gate: threading.Event | None = None) -> None:
+    def __init__(
+        self, replies: Sequence[str] = (), n_ctx: int = 4096, delay_s: float = 0.0, gate: threading.Event | None = None, vision: bool = False
+    ) -> None:
         self.replies: deque[str] = deque(replies)
         self.default_reply = "Fake reply."
         self.delay_s = delay_s
         self.gate = gate
         self.prompts: list[list[ChatMessage]] = []
         self.closed = False
-        self._info = EngineInfo("fake", "Fake model", "CPU", n_ctx, chat_format="fake")
+        self._info = EngineInfo("fake", "Fake model", "CPU", n_ctx, chat_format="fake", vision=vision)
         self._stats = GenerationStats()
 
     def enqueue(self, *replies: str) -> None:

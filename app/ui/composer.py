@@ -104,6 +104,13 @@ class Composer(QWidget):
         self.strip.changed.connect(self._order_tabs)
         self.strip.changed.connect(self.picturesChanged)
         self.strip.removed.connect(self._on_removed)
+        # Said plainly while pictures wait to be sent to a model that cannot see them.
+        self.sight_note = QLabel("This model cannot see pictures: it gets the text Hearth reads in them.", self)
+        self.sight_note.setAccessibleName("What the model gets of the pictures")
+        self.sight_note.setWordWrap(True)
+        self.sight_note.hide()
+        self._model_sees = True
+        self.strip.changed.connect(self._show_sight_note)
         self.attach_button = self._make_attach_button()
         self._tint_icons()
 
@@ -141,11 +148,20 @@ class Composer(QWidget):
         layout.setContentsMargins(8, 4, 8, 8)
         layout.addWidget(self._banner_row)
         layout.addWidget(self.strip)
+        layout.addWidget(self.sight_note)
         layout.addLayout(row)
         QWidget.setTabOrder(self.attach_button, self.editor)  # Tab follows the row: clip, box, Send
 
     def text(self) -> str:
         return self.editor.toPlainText()
+
+    def set_model_sees(self, sees: bool) -> None:
+        """Whether the model now loaded sees pictures (a vision projector), or only the text read from them."""
+        self._model_sees = sees
+        self._show_sight_note()
+
+    def _show_sight_note(self) -> None:
+        self.sight_note.setVisible(not self._model_sees and bool(self.strip.pictures()))
 
     def clear(self) -> None:
         self.editor.clear()

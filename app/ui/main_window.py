@@ -233,6 +233,7 @@ class MainWindow(QMainWindow):
 
     def _on_engine_ready(self, info: EngineInfo) -> None:
         self.load_progress.hide()
+        self.composer.set_model_sees(info.vision)
         gpu = f", {info.gpu_layers} layers on GPU" if info.gpu_layers else ""
         fallback = f" (GPU not used: {info.fallback_reason})" if info.fallback_reason else ""
         self.model_label.setText(f"{info.model_name} · {info.backend}{gpu}{fallback} · ready")

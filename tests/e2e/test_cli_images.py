@@ -20,6 +20,7 @@ def test_ask_with_a_picture_stores_what_it_says(cli_home: Path, tmp_path: Path) 
     answer = json.loads(result.stdout)
     [shown] = answer["images"]
     assert shown["name"] == "pic.png" and shown["ocr_chars"] > 0
+    assert answer["sees_pictures"] is False, "the default model reads the text only"
     with open_store(cli_home) as store:
         user, reply = store.messages(answer["conversation_id"])
     assert user.content == "What does the picture say?" and reply.content == answer["text"]
@@ -38,3 +39,11 @@ def test_a_file_that_is_not_a_picture_is_refused_before_anything_is_stored(cli_h
     assert result.stdout == "" and missing.stdout == ""
     with open_store(cli_home) as store:
         assert store.list_conversations() == []
+
+
+def test_without_json_a_note_says_the_model_reads_the_text_only(cli_home: Path, tmp_path: Path) -> None:
+    picture = tmp_path / "pic.png"
+    picture.write_bytes(text_png("OPEN 9 TO 5"))
+    result = ask(cli_home, "What does it say?", "--image", str(picture))
+    assert_ok(result)
+    assert "cannot see pictures: it was given the text read from them" in result.stderr

@@ -447,3 +447,18 @@ def test_the_window_stays_responsive_while_pictures_are_checked_and_sent(
         busy.release.set()
     picture = attachments_of(stored(window)[0])[0]
     assert (picture.width, picture.height) == (2048, 1365)  # normalised on the way in
+
+
+@pytest.mark.parametrize("sees", [False, True])
+def test_it_says_plainly_when_the_model_cannot_see_the_pictures(qtbot: QtBot, windows: WindowFactory, files: Path, sees: bool) -> None:
+    window = windows(FakeEngine(vision=sees))
+    qtbot.waitUntil(lambda: window.model_label.text().endswith("ready"), timeout=WAIT_MS)
+    note = window.composer.sight_note
+    assert not note.isVisible(), "nothing to say while no picture waits"
+    assert drop(window, file_mime(files / "invoice.png"))
+    wait_pictures(qtbot, window, 1)
+    assert note.isVisible() is not sees
+    if not sees:
+        assert "cannot see pictures" in note.text() and "text Hearth reads" in note.text()
+    qtbot.mouseClick(window.composer.strip.cards()[0].remove_button, Qt.MouseButton.LeftButton)
+    assert not note.isVisible()

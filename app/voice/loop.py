@@ -47,7 +47,6 @@ ONSET_WINDOWS = 2  # 64 ms of speech starts a turn (or a barge-in)
 ONSET_WINDOWS_OVER_ECHO = 2  # while Hearth's own voice may be in the microphone
 PRE_ROLL_S = 0.35  # audio kept from before the detector fired: the first syllable
 SPECULATE_WINDOWS = 1  # 32 ms of silence: transcribe the words so far, in case the turn is ending
-WENT_ON_WINDOWS = 3  # 96 ms of clear speech after that: the user went on (less is a breath or a word's tail)
 CHUNK_PAUSE_MS = 160  # a pause this long commits the words so far as a transcribed piece
 QUICK_END_MS = 250  # silence that ends a turn whose words end a sentence
 QUICK_END_MIN_WORDS = 3  # "Stop." or "Wait." is more often the start of a sentence than all of it
@@ -172,7 +171,6 @@ class _Turn:
     audio: list[Samples] = field(default_factory=list)  # since the last chunk cut
     chunks: list[Future[str]] = field(default_factory=list)
     spec: tuple[Future[str], int] | None = None  # a transcription started early, and the windows it covers
-    after_spec: int = 0  # clear speech windows heard since the early transcription started
     texts: dict[int, str] = field(default_factory=dict)
     speech_windows: int = 0  # in the current chunk
     total_s: float = 0.0
@@ -371,9 +369,7 @@ class VoiceLoop:
                 turn.speech_windows += 1
             self._silence = 0
             self._cut_sent = False
-            turn.after_spec += prob >= ONSET_PROB
-            if turn.after_spec >= WENT_ON_WINDOWS:
-                turn.spec = None  # the user went on: the early transcription is not the last word
+            turn.spec = None  # the user went on: the early transcription is not the last word
             turn.timings.speech_end = time.monotonic()
         else:
             self._silence += 1
@@ -386,7 +382,6 @@ class VoiceLoop:
                 and self._stt_pending == 0
             ):
                 turn.spec = (self._submit(np.concatenate(turn.audio)), len(turn.audio))
-                turn.after_spec = 0
                 log.debug("early transcription started after %d silent windows", self._silence)
         silence_ms = self._silence * WINDOW * 1000 / RATE
         if self._ptt:

@@ -178,6 +178,9 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         c = self.controller
+        # Pictures waiting in the composer go with a question asked aloud, as with a typed one.
+        self.composer.picturesChanged.connect(lambda: self.voice.set_waiting_pictures(self.composer.pictures()))
+        self.voice.picturesUsed.connect(self._on_pictures_spoken_about)
         c.notice.connect(self.message_bar.show_notice)
         c.engineLoading.connect(self._on_loading)
         c.engineReady.connect(self._on_engine_ready)
@@ -230,6 +233,11 @@ class MainWindow(QMainWindow):
         self.load_progress.setRange(0, total if total > 0 else 0)
         if total > 0:
             self.load_progress.setValue(done)
+
+    def _on_pictures_spoken_about(self, used: list[Picture]) -> None:
+        """Pictures that went with a spoken message leave the composer (others added since stay)."""
+        for picture in used:
+            self.composer.strip.remove(picture)
 
     def _on_engine_ready(self, info: EngineInfo) -> None:
         self.load_progress.hide()

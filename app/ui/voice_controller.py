@@ -26,13 +26,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from app.core.conversation import Message
+from app.core.thumbnails import Thumbnails
 from app.core.turn import ChatSession, ContextTrimmed, ReplyFinished, ReplyStarted, TextDelta
 from app.errors import HearthError, ModelError
 from app.runtime import Profile
@@ -152,13 +153,45 @@ class _Session:
                 self.devices.close()
 
 
+@dataclass(frozen=True)
+class PicturesUsed:
+    """These pictures, waiting in the composer, went with a spoken message (relayed to the GUI thread)."""
+
+    pictures: tuple[Any, ...]
+
+
+class _WaitingPictures:
+    """The pictures waiting in the composer, as the GUI thread last saw them, for the voice thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pictures: tuple[Any, ...] = ()
+
+    def set(self, pictures: Sequence[Any]) -> None:
+        with self._lock:
+            self._pictures = tuple(pictures)
+
+    def get(self) -> tuple[Any, ...]:
+        with self._lock:
+            return self._pictures
+
+    def used(self, pictures: tuple[Any, ...]) -> None:
+        with self._lock:
+            if self._pictures == pictures:
+                self._pictures = ()
+
+
 class _WindowTurns:
     """The loop's `TurnHandler`: each spoken turn goes through `SessionTurns`, in the conversation
-    open in the window (a new one when none is), on the chat controller's current engine."""
+    open in the window (a new one when none is), on the chat controller's current engine.
 
-    def __init__(self, chat: ChatController, observe: Callable[[Message | Any], None]) -> None:
+    Pictures waiting in the composer when the user asks aloud go with the spoken message, as they
+    would with a typed one; the composer lets go of them once the message is stored."""
+
+    def __init__(self, chat: ChatController, observe: Callable[[Message | Any], None], waiting: _WaitingPictures | None = None) -> None:
         self._chat = chat
         self._observe = observe
+        self._waiting = waiting or _WaitingPictures()
         self._turns: SessionTurns | None = None
 
     def _session(self) -> ChatSession:
@@ -171,7 +204,24 @@ class _WindowTurns:
         from app.voice.turns import SessionTurns
 
         # The conversation is read when the turn is committed: whichever one is open by then.
-        turns = SessionTurns(self._session(), lambda: self._chat.current, self._observe, self._chat.engine_lock)
+        pictures = self._waiting.get()
+        attach = None
+        observe = self._observe
+        if pictures and self._chat.profile is not None:
+            from app.core.images import ImageStore
+            from app.ui.pictures import encoded, text_reader
+
+            profile = self._chat.profile
+            attach = ([encoded(p) for p in pictures], ImageStore(profile.paths.images), text_reader())
+
+            def observe(item: Message | Any) -> None:
+                if isinstance(item, Message) and item.role == "user":
+                    Thumbnails(ImageStore(profile.paths.images)).ensure_for([item])
+                    self._waiting.used(pictures)
+                    self._observe(PicturesUsed(pictures))
+                self._observe(item)
+
+        turns = SessionTurns(self._session(), lambda: self._chat.current, observe, self._chat.engine_lock, attach)
         self._turns = turns
         return turns.respond(text, cancel, meta)
 
@@ -205,6 +255,7 @@ class VoiceController(QObject):
     partial = Signal(str)  # the words heard so far in this turn ("" when none)
     modeChanged = Signal(str)  # hands-free or push-to-talk
     notice = Signal(str, str)  # message, hint
+    picturesUsed = Signal(list)  # pictures from the composer that went with a spoken message
     _relay = Signal(object, object)  # (session, loop event | turn item | device error), from any thread
 
     def __init__(self, chat: ChatController, devices: DeviceFactory | None = None, parent: QObject | None = None) -> None:
@@ -212,6 +263,7 @@ class VoiceController(QObject):
         self._chat = chat
         self._devices = devices or qt_devices
         self._models = _SpeechModels()
+        self._waiting = _WaitingPictures()
         self._session: _Session | None = None
         self._state = OFF
         self._answering = 0  # spoken turns between end of speech and TurnDone, as seen on the GUI thread
@@ -231,6 +283,10 @@ class VoiceController(QObject):
         self.speech_models: list[SpeechModel] = []  # for Settings › Voice, read off the GUI thread
         self._relay.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
         chat.profileReady.connect(self._on_profile)
+
+    def set_waiting_pictures(self, pictures: Sequence[Any]) -> None:
+        """The pictures in the composer now (GUI thread): a question asked aloud takes them along."""
+        self._waiting.set(pictures)
 
     def _on_profile(self, profile: Profile) -> None:
         self.modeChanged.emit(profile.settings.voice.mode)
@@ -372,7 +428,7 @@ class VoiceController(QObject):
             return
         try:
             devices.open()
-            turns = _WindowTurns(self._chat, lambda item: self._relay.emit(session, item))
+            turns = _WindowTurns(self._chat, lambda item: self._relay.emit(session, item), self._waiting)
             session.loop = VoiceLoop(
                 devices.mic, devices.speaker, stt, voice, turns, session.settings,
                 lambda event: self._on_loop_event(session, event),
@@ -432,6 +488,8 @@ class VoiceController(QObject):
         elif isinstance(item, HearthError):  # a device failed
             if session is self._session:
                 self._fail(item.message, item.hint)
+        elif isinstance(item, PicturesUsed):
+            self.picturesUsed.emit(list(item.pictures))
         else:
             self._on_event(session, item)
 

@@ -10,12 +10,17 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from app.core.conversation import Message
 from app.core.turn import ChatSession, ReplyFinished, ReplyStarted, TextDelta, TurnEvent
+
+if TYPE_CHECKING:
+    from app.core.attachments import ImageSource
+    from app.core.images import ImageStore
+    from app.engines.ocr import TextReader
 
 log = logging.getLogger("hearth.voice")
 
@@ -39,6 +44,8 @@ class SessionTurns:
     `conversation` returns the conversation to speak in (None starts a new one); `observe` sees
     every user message and turn event, from the voice thread, so a window can show them;
     `exclusive` is held while the engine runs, so typed and spoken turns never overlap.
+    `pictures`, when given, are attached to the spoken message (pictures waiting to be sent when
+    the user asked aloud), stored and read with `image_store` and `reader`.
     """
 
     def __init__(
@@ -47,8 +54,10 @@ class SessionTurns:
         conversation: Callable[[], int | None],
         observe: Callable[[Message | TurnEvent], None] | None = None,
         exclusive: AbstractContextManager[object] | None = None,
+        pictures: tuple[Sequence[ImageSource], ImageStore, TextReader] | None = None,
     ) -> None:
         self._session = session
+        self._pictures = pictures
         self._conversation = conversation
         self._observe = observe or (lambda _event: None)
         self._exclusive = exclusive or nullcontext()
@@ -61,7 +70,8 @@ class SessionTurns:
             conversation_id = self._conversation()
             if conversation_id is None:
                 conversation_id = self.conversation_id  # the one an earlier spoken turn started
-            message = self._session.add_user_message(conversation_id, text)
+            images, image_store, reader = self._pictures if self._pictures else ((), None, None)
+            message = self._session.add_user_message(conversation_id, text, images, image_store, reader)
             self._session.store.update_message(message.id, meta={**message.meta, **(meta or {}), "spoken": True})
             message = self._session.store.get_message(message.id)
             self.conversation_id = message.conversation_id

@@ -482,3 +482,26 @@ def test_voice_settings_apply_while_voice_is_on(qtbot: QtBot, voice_windows: Voi
     assert reopened is not None and reopened is not loop and len(devices.mics) == 2
     assert reopened.settings.echo_cancellation is False and reopened.voice is loop.voice
     assert _saved_voice().echo_cancellation is False
+
+
+def test_a_picture_waiting_in_the_composer_goes_with_a_spoken_question(
+    qtbot: QtBot, voice_windows: VoiceWindows, question: Utterance, tmp_path: Path
+) -> None:
+    from app.core.attachments import attachments_of
+    from app.ui.pictures import Picture
+    from tests.pictures import text_png
+
+    sign = tmp_path / "sign.png"
+    sign.write_bytes(text_png("OPEN 9 TO 5"))
+    window = voice_windows(FileDevices([question.samples]))
+    window.composer.add_pictures([Picture(sign, sign.name)])
+    qtbot.waitUntil(lambda: window.composer.pictures_ready(), timeout=START_MS)
+    turn_voice_on(qtbot, window)
+    with qtbot.waitSignal(window.controller.replyFinished, timeout=TURN_MS):
+        pass
+    user, reply = stored(window)[:2]
+    assert user.meta.get("spoken") is True and "capital of france" in user.content.lower()
+    [picture] = attachments_of(user)
+    assert picture.name == "sign.png" and "OPEN" in picture.ocr_text.upper()
+    assert window.composer.pictures() == [], "the picture went with the spoken message"
+    qtbot.waitUntil(lambda: "sign.png" in window.chat.toPlainText(), timeout=5000)

@@ -78,6 +78,11 @@ class MessageBar(QWidget):
         self.label.setText(f"<b>{_escape(message)}</b>" + (f"<br>{_escape(hint)}" if hint else ""))
         self.show()
 
+    def withdraw(self, message: str) -> None:
+        """Hide the bar if it still shows `message` (a problem that has since gone away)."""
+        if self.isVisible() and self.label.text().startswith(f"<b>{_escape(message)}</b>"):
+            self.hide()
+
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -92,6 +97,7 @@ class MainWindow(QMainWindow):
         self.controller = controller
         self.voice = VoiceController(controller, voice_devices, self)
         self._qt_audio = voice_devices is None  # then unplugging a chosen device is watched for too
+        self._engine_problem = ""  # the notice shown when the model last failed to load
         self._audio_devices: AudioDevices | None = None
         self.setWindowTitle(APP_NAME)
         self.resize(1100, 760)
@@ -241,6 +247,9 @@ class MainWindow(QMainWindow):
 
     def _on_engine_ready(self, info: EngineInfo) -> None:
         self.load_progress.hide()
+        if self._engine_problem:  # the model (or server) that failed to load now answers: the notice is stale
+            self.message_bar.withdraw(self._engine_problem)
+            self._engine_problem = ""
         self.composer.set_model_sees(info.vision)
         gpu = f", {info.gpu_layers} layers on GPU" if info.gpu_layers else ""
         fallback = f" (GPU not used: {info.fallback_reason})" if info.fallback_reason else ""
@@ -254,6 +263,7 @@ class MainWindow(QMainWindow):
         self.model_label.setText("No model loaded")
         if not self.welcome.isVisible():  # on first run the welcome panel already says what to do
             self.message_bar.show_notice(message, hint)
+            self._engine_problem = message
 
     def _on_opened(self, conversation_id: int | None, messages: list[Any]) -> None:
         self.chat.show_messages(messages)

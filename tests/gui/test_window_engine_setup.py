@@ -85,10 +85,12 @@ def test_a_key_typed_in_settings_goes_to_the_keyring_and_the_engine_reconnects(
 ) -> None:
     window = _real_window(qtbot, windows, Settings(engine="remote", remote_url=auth_stub.url), hearth_home)
     _start_refused(qtbot, window)
+    assert "HTTP 401" in window.message_bar.label.text() and window.message_bar.isVisible()
     QTimer.singleShot(0, lambda: _answer_settings(_type_key))
     with qtbot.waitSignal(window.controller.engineReady, timeout=WAIT_MS) as ready:  # only the key changed
         window.open_settings()
     assert ready.args[0].model_id == "stub-model"
+    assert "HTTP 401" not in window.message_bar.label.text() or not window.message_bar.isVisible(), "the refusal is gone"
     assert keyring_backend.passwords == {(SERVICE, account(auth_stub.url)): KEY}
     _io_drained(qtbot, window)
     assert [p for p in hearth_home.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()] == []

@@ -361,29 +361,27 @@ class PulseServer:
     @contextlib.contextmanager
     def null_sink(self, name: str, description: str) -> Iterator[int]:
         """A temporary extra speaker (hot-plug)."""
-        index = self.load_module("module-null-sink", f"sink_name={name}", f"sink_properties=device.description={description}")
-        try:
+        with self._module("module-null-sink", f"sink_name={name}", f"sink_properties=device.description={description}") as index:
             yield index
-        finally:
-            with contextlib.suppress(RuntimeError):
-                self.unload_module(index)
 
     @contextlib.contextmanager
     def remap_source(self, name: str, description: str, master: str = f"{MIC_FEED}.monitor") -> Iterator[int]:
         """A temporary extra microphone hearing what is fed to `master` (hot-plug)."""
-        index = self.load_module(
+        with self._module(
             "module-remap-source", f"master={master}", f"source_name={name}", f"source_properties=device.description={description}"
-        )
-        try:
+        ) as index:
             yield index
-        finally:
-            with contextlib.suppress(RuntimeError):
-                self.unload_module(index)
 
     @contextlib.contextmanager
     def loopback(self, latency_msec: int = 200) -> Iterator[int]:
         """Route the speaker into the microphone, as a laptop's speakers reach its microphone."""
-        index = self.load_module("module-loopback", f"source={SPEAKER}.monitor", f"sink={MIC_FEED}", f"latency_msec={latency_msec}")
+        with self._module("module-loopback", f"source={SPEAKER}.monitor", f"sink={MIC_FEED}", f"latency_msec={latency_msec}") as index:
+            yield index
+
+    @contextlib.contextmanager
+    def _module(self, name: str, *args: str) -> Iterator[int]:
+        """A module loaded for the block's length (already gone at the end is fine)."""
+        index = self.load_module(name, *args)
         try:
             yield index
         finally:

@@ -173,7 +173,7 @@ class ImageStore:
             return path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(path, image.data)
+            write_atomically(path, image.data)
         except OSError as exc:
             raise ImageError(f"Hearth cannot store the picture in {self.folder} ({exc.strerror or exc}).",
                              "Free up some disk space, or check the data folder's permissions.") from exc
@@ -191,7 +191,7 @@ class ImageStore:
         return isinstance(sha256, str) and _SHA256.fullmatch(sha256) is not None and self.path_for(sha256).is_file()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """A unique temporary file, then one rename: the final name never holds half a picture.
 
     Two writers of the same picture race harmlessly, since both hold the same bytes.

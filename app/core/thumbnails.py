@@ -10,14 +10,12 @@ picks up an old file). The chat view only ever reads these. Nothing here imports
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from app.core.attachments import attachments_of
 from app.core.conversation import Message
-from app.core.images import ImageStore, normalise
+from app.core.images import ImageStore, normalise, write_atomically
 from app.errors import ImageError
 
 log = logging.getLogger("hearth.images")
@@ -44,7 +42,7 @@ class Thumbnails:
         try:
             small = normalise(self.store.get(sha256), max_side=self.side)
             path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(path, small.data)
+            write_atomically(path, small.data)
         except (ImageError, OSError) as exc:
             log.warning("no thumbnail for picture %s: %s", sha256[:12], exc)
             return None
@@ -55,14 +53,3 @@ class Thumbnails:
         for message in messages:
             for attachment in attachments_of(message):
                 self.ensure(attachment.sha256)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem[:8]}-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

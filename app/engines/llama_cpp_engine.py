@@ -119,13 +119,16 @@ class LlamaCppEngine:
 
     def tokenize_prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
         text = self._template.render(messages)
-        bos = self._template.bos_token
-        # Templates that write the BOS text themselves must not get a second BOS token.
-        add_bos = self._adds_bos() and not (bos and text.startswith(bos))
         # The context planner counts the very prompt that `stream` then sends: tokenize it once.
         if self._last_tokenized[0] != text:
-            self._last_tokenized = (text, self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+            self._last_tokenized = (text, self._llm.tokenize(text.encode("utf-8"), add_bos=self._needs_bos(text), special=True))
         return list(self._last_tokenized[1])
+
+    def _needs_bos(self, text: str) -> bool:
+        """Whether tokenizing `text` must add the BOS token: templates that write the BOS text
+        themselves must not get a second one."""
+        bos = self._template.bos_token
+        return self._adds_bos() and not (bos and text.startswith(bos))
 
     def _adds_bos(self) -> bool:
         flag = self._llm.metadata.get("tokenizer.ggml.add_bos_token")
@@ -155,16 +158,9 @@ class LlamaCppEngine:
             first = self._template.render([*messages, ChatMessage("user", "A")])
             second = self._template.render([*messages, ChatMessage("user", "B")])
             known = first[: next((i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b), len(first))]
-            bos = self._template.bos_token
-            add_bos = self._adds_bos() and not (bos and known.startswith(bos))
             # The last token may merge with the user's first word once it is known: leave it out.
-            tokens = self._llm.tokenize(known.encode("utf-8"), add_bos=add_bos, special=True)[:-1]
-            cached = self._llm.input_ids[: self._llm.n_tokens]
-            common = 0
-            for a, b in zip(cached, tokens, strict=False):
-                if a != b:
-                    break
-                common += 1
+            tokens = self._llm.tokenize(known.encode("utf-8"), add_bos=self._needs_bos(known), special=True)[:-1]
+            common = self._cached_prefix(tokens)
             if common >= len(tokens) or len(tokens) >= self._info.n_ctx:
                 return 0
             self._llm.n_tokens = common
@@ -249,15 +245,19 @@ class LlamaCppEngine:
         Mirrors `Llama.generate`'s own prefix match, which replays one token when the whole
         prompt is cached (it needs fresh logits to sample from).
         """
-        cached = self._llm.input_ids[: self._llm.n_tokens]
-        common = 0
-        for a, b in zip(cached, prompt, strict=False):
-            if a != b:
-                break
-            common += 1
+        common = self._cached_prefix(prompt)
         if common == len(prompt):
             common -= 1
         return len(prompt) - max(common, 0)
+
+    def _cached_prefix(self, tokens: Sequence[int]) -> int:
+        """How many of `tokens`, from the start, the KV cache already holds."""
+        common = 0
+        for a, b in zip(self._llm.input_ids[: self._llm.n_tokens], tokens, strict=False):
+            if a != b:
+                break
+            common += 1
+        return common
 
     def _learn_piece(self, token: int) -> bytes:
         """A token's bytes (or `_END` for end-of-generation tokens), remembered: the loop runs per token."""

@@ -231,10 +231,6 @@ class VisionEngine(LlamaCppEngine):
             marked.append(ChatMessage(m.role, content))
         return self.template.render(marked, parts=self.template.reads_parts)
 
-    def _mtmd_adds_bos(self, text: str) -> bool:
-        bos = self.template.bos_token
-        return self._adds_bos() and not (bos and text.startswith(bos))
-
     def _picture_bytes(self, address: str) -> bytes:
         if address in self._held:
             return self._held[address]
@@ -251,7 +247,7 @@ class VisionEngine(LlamaCppEngine):
         pieces: list[tuple[str, list[int]]] = []
         for i, part in enumerate(parts):
             if part:
-                add_bos = i == 0 and self._mtmd_adds_bos(part)
+                add_bos = i == 0 and self._needs_bos(part)
                 pieces.append(("text", self._llm.tokenize(part.encode("utf-8"), add_bos=add_bos, special=True)))
             if i < len(addresses):
                 pieces += self._block(addresses[i])
@@ -288,7 +284,7 @@ class VisionEngine(LlamaCppEngine):
             encoded = text.encode("utf-8")
             source = mtmd.mtmd_input_text()
             source.text, source.text_len = encoded, len(encoded)
-            source.add_special = self._mtmd_adds_bos(text) if add_bos is None else add_bos
+            source.add_special = self._needs_bos(text) if add_bos is None else add_bos
             source.parse_special = True
             array = (mtmd.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
             result = mtmd.mtmd_tokenize(self._mtmd, chunks, ctypes.byref(source), array, len(bitmaps))
@@ -328,16 +324,10 @@ class VisionEngine(LlamaCppEngine):
         """
         llm = self._llm
         wanted = [t for _, ids in pieces for t in ids]
-        cached = llm.input_ids[: llm.n_tokens]
-        common = 0
-        for a, b in zip(cached, wanted, strict=False):
-            if a != b:
-                break
-            common += 1
-        common = min(common, len(wanted) - 1)  # the last token is evaluated again: it gives the logits to sample from
+        common = min(self._cached_prefix(wanted), len(wanted) - 1)  # the last token is evaluated again: it gives the logits to sample from
         start = 0
-        for _kind, ids in pieces:  # a picture is reused whole or encoded again whole
-            if start < common < start + len(ids) and _kind != "text":
+        for kind, ids in pieces:  # a picture is reused whole or encoded again whole
+            if start < common < start + len(ids) and kind != "text":
                 common = start
             start += len(ids)
         llm._ctx.kv_cache_seq_rm(-1, common, -1)

@@ -135,7 +135,10 @@ class Composer(QWidget):
         self._banner_row = QWidget(self)
         self._banner_row.setLayout(banner)
         self._banner_row.hide()
+        self._lay_out()
 
+    def _lay_out(self) -> None:
+        """Banner, previews and the note on them above the row: clip, box, Send/Stop."""
         row = QHBoxLayout()
         row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignTop)
         row.addWidget(self.editor, 1)

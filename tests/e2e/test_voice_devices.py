@@ -37,6 +37,7 @@ from tests.e2e.voice_kit import (
     end_of_sound,
     first_loud,
     index_at,
+    letter_likeness,
     loud_frames,
     loud_within,
     make_home,
@@ -200,11 +201,10 @@ def test_a_spoken_question_is_answered_aloud_on_the_speaker(
     played = speaker.samples
     heard = ear.transcribe(played).text
     said_aloud = speakable(reply.content)
-    # The tiny model now and then answers in made-up French ("Le Grand Paris, la Marseilla, la
-    # France"), which tiny.en spells its own way: then its longer words must still be heard.
-    distinctive = {word for word in normalise_words(said_aloud)[:8] if len(word) >= 4}
-    also_heard = distinctive & set(normalise_words(heard))
-    assert shared_run(said_aloud, heard) or len(also_heard) >= 2, f"the reply {said_aloud!r} was heard as {heard!r}"
+    # The tiny model may answer in made-up French ("Le Grand Paris, la Marseilla, la France"),
+    # which tiny.en spells its own way ("We're grained pairs, Lemar cell, left France"): then the
+    # letters must still match closely (an unrelated English sentence scores about 0.3).
+    assert shared_run(said_aloud, heard) or letter_likeness(said_aloud, heard) >= 0.6, f"the reply {said_aloud!r} was heard as {heard!r}"
     heard_wer = word_error_rate(said_aloud, heard)
     assert heard_wer <= 0.5, f"the reply {said_aloud!r} was heard as {heard!r}"
     question_end = int(np.nonzero(loud_frames(mic.samples))[0][-1] + 1) * 160

@@ -224,6 +224,17 @@ def end_of_sound(samples: np.ndarray, start: int, quiet_s: float) -> int | None:
     return None
 
 
+def letter_likeness(said: str, heard: str) -> float:
+    """How alike two texts are letter by letter (0 to 1), ignoring case, spaces and punctuation:
+    speech heard back in other words (a name, a foreign phrase) still sounds, and spells, alike."""
+    import difflib
+
+    def letters(text: str) -> str:
+        return "".join(ch for ch in text.lower() if ch.isalpha())
+
+    return difflib.SequenceMatcher(None, letters(said), letters(heard)).ratio()
+
+
 def shared_run(said: str, heard: str, run: int = 3, within: int = 8) -> list[str] | None:
     """`run` consecutive words that open `said` (among its first `within` words) and open `heard`
     too (among its first `within` + 2), or None. Tiny.en mangles a name here and there, so the run

@@ -982,6 +982,10 @@ class QtAudioOutput:
         """The next `n` samples of what went to the device (16 kHz; zeros where nothing was written)."""
         return self.reference.take(n)
 
+    def reference_ready(self, n: int) -> bool:
+        """Whether the next `n` samples of the reference were written (or the output went quiet)."""
+        return self.reference.ready(n)
+
     def clear_reference(self) -> None:
         """Forget the reference kept so far (a microphone starting now reads from here)."""
         self.reference.clear()

@@ -60,6 +60,9 @@ class AudioOutput(Protocol):
     def take_reference(self, n: int) -> Samples:
         """The next `n` samples of what went to the device (zeros where nothing played)."""
 
+    def reference_ready(self, n: int) -> bool:
+        """Whether the next `n` samples of the reference have been written (or the device is idle)."""
+
     def clear_reference(self) -> None:
         """Forget the reference kept so far (a microphone starting now reads from here)."""
 
@@ -101,22 +104,40 @@ class SampleQueue:
 class ReferenceTap:
     """What an output sent to its device, kept for the echo canceller to read in lockstep.
 
-    Writers append as they hand samples over; the reader takes exactly `n` at a time, getting
-    zeros when nothing is there. Writer and reader run at the same real-time pace, so the backlog
-    stays about constant; it is capped (oldest dropped) so the reference can never fall far behind
-    the microphone, and the echo canceller follows the small remaining delay itself.
+    Writers append as they hand samples over; the reader takes exactly `n` at a time. Writer and
+    reader run at the same real-time pace, so the backlog stays about constant; it is capped
+    (oldest dropped) so the reference can never fall far behind the microphone, and the echo
+    canceller follows the small remaining delay itself.
+
+    The lockstep holds only if the reader never invents samples. A writer that is late (its thread
+    did not get the processor for a while) has not stopped the device: the sound it wrote earlier
+    is still playing. So `ready()` tells the reader to wait for it, and only a writer silent for
+    `STALE_S` (an output that is closed or broken) lets `take()` fill with zeros. Filling a late
+    writer's gap with zeros would shift every later sample of the reference behind its own echo,
+    which no echo canceller can remove.
     """
+
+    STALE_S = 0.25
 
     def __init__(self, cap_s: float = 0.5) -> None:
         self._queue = SampleQueue()
         self._cap = int(cap_s * RATE)
         self._lock = threading.Lock()
+        self._pushed_at: float | None = None
 
     def push(self, samples: Samples) -> None:
         with self._lock:
             self._queue.append(samples)
             while self._queue.size > self._cap:
                 self._queue.drop_oldest()
+            self._pushed_at = time.monotonic()
+
+    def ready(self, n: int) -> bool:
+        """Whether `take(n)` would be all written samples, or the writer has gone quiet."""
+        with self._lock:
+            if self._queue.size >= n or self._pushed_at is None:
+                return True
+            return time.monotonic() - self._pushed_at > self.STALE_S
 
     def take(self, n: int) -> Samples:
         out = np.zeros(n, dtype=np.float32)
@@ -203,7 +224,7 @@ class RecordingOutput:
     "sounded". A device thread moves 10 ms at a time, as a sound card would.
     """
 
-    def __init__(self, name: str = "recording", realtime: bool = True, loud: float = 0.01) -> None:
+    def __init__(self, name: str = "recording", realtime: bool = True, loud: float = 0.01, reference: ReferenceTap | None = None) -> None:
         self.name = name
         self._loud = loud
         self.first_loud: int | None = None  # timeline index of the first sample louder than `loud`
@@ -212,7 +233,7 @@ class RecordingOutput:
         self._played = 0
         self._lock = threading.Lock()
         self._timeline: list[Samples] = []
-        self._tap = ReferenceTap()
+        self._tap = reference if reference is not None else ReferenceTap()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.timeline_start: float | None = None
@@ -253,6 +274,9 @@ class RecordingOutput:
 
     def take_reference(self, n: int) -> Samples:
         return self._tap.take(n)
+
+    def reference_ready(self, n: int) -> bool:
+        return self._tap.ready(n)
 
     def clear_reference(self) -> None:
         self._tap.clear()

@@ -300,17 +300,20 @@ class VoiceLoop:
     # -- the frames thread ------------------------------------------------------------
 
     def _frames(self) -> None:
+        waiting = False
         while True:
             try:
-                chunk = self._chunks.get(timeout=0.05)
+                # While a frame waits for its reference, look again soon rather than at the next chunk.
+                chunk = self._chunks.get(timeout=0.005 if waiting else 0.05)
             except queue.Empty:
                 chunk = np.zeros(0, dtype=np.float32)
             self._run_controls()
             if chunk is None:
                 return
             try:
-                self._consume(chunk)
+                waiting = self._consume(chunk)
             except Exception as exc:  # a bug here must not kill listening silently
+                waiting = False
                 log.exception("voice frame processing failed")
                 self._emit(Problem(HearthError(f"Voice processing failed: {exc}", "Turn voice off and on again.")))
 
@@ -322,9 +325,12 @@ class VoiceLoop:
                 return
             action()
 
-    def _consume(self, chunk: Samples) -> None:
+    def _consume(self, chunk: Samples) -> bool:
+        """Process every whole frame whose reference is there; True if one is left waiting for it."""
         self._pending = np.concatenate([self._pending, chunk.astype(np.float32, copy=False)])
         while len(self._pending) >= FRAME:
+            if self._echo is not None and not self.speaker.reference_ready(FRAME):
+                return True  # the speaker's writer is late: its sound is still playing, wait for it
             raw, self._pending = self._pending[:FRAME], self._pending[FRAME:]
             reference = self.speaker.take_reference(FRAME)
             cleaned = self._echo.process(raw, reference) if self._echo is not None else raw

@@ -20,9 +20,9 @@ from app.core.store import Store
 from app.core.turn import ChatSession
 from app.engines.llama_cpp_engine import LlamaCppEngine
 from app.settings import GenerationSettings, Settings, VoiceSettings
-from app.voice.audio import RATE, FileInput, RecordingOutput
-from app.voice.loop import BargedIn, Heard, NothingHeard, TurnDone, VoiceEvent, VoiceLoop, VoiceState
-from app.voice.replay import VoiceModels, run_recorded_turn
+from app.voice.audio import RATE, FileInput, RecordingOutput, ReferenceTap
+from app.voice.loop import BargedIn, Heard, Level, NothingHeard, StateChanged, TurnDone, VoiceEvent, VoiceLoop, VoiceState
+from app.voice.replay import EchoRoom, VoiceModels, run_recorded_turn
 from app.voice.turns import SessionTurns, cut_to_heard
 from app.voice.utterances import espeak_available, espeak_utterance, piper_utterances, speech_bounds
 from app.voice.wer import word_error_rate
@@ -309,3 +309,72 @@ def test_the_echo_path_is_judged_from_what_the_microphone_hears_of_the_speaker()
     for mic, ref in zip(_frames(0.5 * delayed[:quiet]), _frames(np.zeros(quiet, np.float32)), strict=True):
         speakers.note(mic, ref)
     assert speakers.absent()
+
+
+class LateTap(ReferenceTap):
+    """A reference whose writer stops getting the processor for `stall_s`, `after_s` into playback,
+    then hands over everything it owed at once: as an audio thread does on a busy machine while
+    the device keeps playing what it was given earlier."""
+
+    def __init__(self, after_s: float, stall_s: float) -> None:
+        super().__init__()
+        self._after, self._stall = after_s, stall_s
+        self._first_loud: float | None = None
+        self._held: list[np.ndarray] = []
+
+    def push(self, samples: np.ndarray) -> None:
+        now = time.monotonic()
+        if self._first_loud is None and np.abs(samples).max() > 0.01:
+            self._first_loud = now
+        stalled = self._first_loud is not None and self._after <= now - self._first_loud < self._after + self._stall
+        self._held.append(samples)
+        if not stalled:
+            for held in self._held:
+                super().push(held)
+            self._held.clear()
+
+
+def test_a_late_speaker_writer_does_not_put_the_reference_behind_its_echo(models: VoiceModels) -> None:
+    """A reply plays on laptop speakers (its echo in the microphone, 120 ms later) while the
+    speaker's writer stalls for 150 ms. The loop waits for the reference it owes rather than
+    inventing silence, so echo cancellation stays locked on: the microphone, cleaned, stays quiet
+    and Hearth's own voice never starts a turn."""
+    reply = piper_utterances(models.voice, ["The moon is bright tonight, and the sea is calm. Sleep well, and dream of tides."])[0]
+    speaker = RecordingOutput(loud=0.01, reference=LateTap(after_s=1.5, stall_s=0.15))
+    mic = EchoRoom(FileInput(np.zeros(7 * RATE, np.float32), tail_s=0.0, name="quiet room"), speaker)
+    states: list[str] = []
+    levels: list[tuple[float, float]] = []
+
+    def on_event(event: VoiceEvent) -> None:
+        if isinstance(event, StateChanged):
+            states.append(event.state.value)
+        elif isinstance(event, Level):
+            levels.append((time.monotonic(), event.db))
+
+    loop = VoiceLoop(mic, speaker, models.stt, None, _NoTurns(), VoiceSettings(), on_event)
+    speaker.start()
+    loop.start()
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        speaker.play(reply.samples)
+        time.sleep(len(reply.samples) / RATE + 0.5)
+    finally:
+        loop.close()
+        speaker.close()
+    assert "hearing" not in states, f"Hearth took its own voice for the user: {states}"
+    settled = [db for at, db in levels if started + 1.0 <= at <= started + len(reply.samples) / RATE]
+    assert settled and max(settled) < -45, f"the echo came through after the stall: {[round(db) for db in settled]}"
+
+
+class _NoTurns:
+    """A conversation that must never be reached: these tests expect no turn at all."""
+
+    def prepare(self) -> None:
+        raise AssertionError("a turn began")
+
+    def respond(self, text: str, cancel: threading.Event, meta: dict[str, object] | None = None) -> Iterator[str]:
+        raise AssertionError(f"a turn was answered: {text!r}")
+
+    def cut(self, heard: str, by: str = "speech") -> None:
+        raise AssertionError("a reply was cut")

@@ -45,6 +45,12 @@ ONSET_PROB = 0.5
 OFFSET_PROB = 0.35
 ONSET_WINDOWS = 2  # 64 ms of speech starts a turn (or a barge-in)
 ONSET_WINDOWS_OVER_ECHO = 2  # while Hearth's own voice may be in the microphone
+# While Hearth talks, the echo canceller's suppression distorts the user's words enough that the
+# detector is often unsure of them (0.2–0.5). A window the canceller took little off (so it is not
+# Hearth's voice) and that is as loud as a voice counts as speech when the detector half agrees.
+FAINT_PROB_OVER_ECHO = 0.2
+NOT_ECHO_DB = 12.0
+VOICE_FLOOR_DB = -50.0
 PRE_ROLL_S = 0.35  # audio kept from before the detector fired: the first syllable
 SPECULATE_WINDOWS = 1  # 32 ms of silence: transcribe the words so far, in case the turn is ending
 CHUNK_PAUSE_MS = 160  # a pause this long commits the words so far as a transcribed piece
@@ -349,7 +355,7 @@ class VoiceLoop:
                     # only while an echo may really be there.
                     self._on_window(window_raw, prob_raw)
                 else:
-                    self._on_window(window, prob)
+                    self._on_window(window, _through_echo(prob, window, window_raw))
 
     def _level(self, frame: Samples) -> None:
         self._level_acc.append(frame)
@@ -671,6 +677,16 @@ class VoiceLoop:
                 return
             self._state = state
         self._emit(StateChanged(state))
+
+
+def _through_echo(prob: float, cleaned: Samples, raw: Samples) -> float:
+    """The speech probability of a window of the canceller's output, allowing for double talk."""
+    if prob >= ONSET_PROB or prob < FAINT_PROB_OVER_ECHO:
+        return prob
+    level = rms_db(cleaned)
+    if level >= VOICE_FLOOR_DB and rms_db(raw) - level <= NOT_ECHO_DB:
+        return ONSET_PROB
+    return prob
 
 
 def _trim_lead_in(chunk: Samples, threshold: float = 0.003, keep_s: float = 0.02) -> Samples:

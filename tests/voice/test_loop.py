@@ -291,11 +291,24 @@ def test_the_echo_path_is_judged_from_what_the_microphone_hears_of_the_speaker()
         speakers.note(mic, ref)
     assert not speakers.absent(), "laptop speakers: the microphone hears the reply"
 
+    # A slow device (Bluetooth, USB): the echo arrives 300 ms after the sound was sent, and the
+    # reply begins just before the end of a block. That is not taken for headphones.
+    lead_in = np.zeros(int(0.23 * RATE), np.float32)
+    sent = np.concatenate([lead_in, played])
+    slow = np.concatenate([np.zeros(int(0.3 * RATE), np.float32), sent])[: len(sent)]
+    late = EchoPath()
+    verdicts = []
+    for mic, ref in zip(_frames(0.5 * slow), _frames(sent), strict=True):
+        late.note(mic, ref)
+        verdicts.append(late.absent())
+    assert not any(verdicts[int(0.23 * 100) :]), "a late echo was taken for headphones"
+
     headphones = EchoPath()
     verdicts = []
     for mic, ref in zip(_frames(np.zeros_like(played)), _frames(played), strict=True):
         headphones.note(mic, ref)
         verdicts.append(headphones.absent())
+    assert not any(verdicts[: int(0.7 * 100)]), "no verdict before the echo of a slow device could arrive"
     assert all(verdicts[int(0.8 * 100) :]), "headphones: known within a second of playback"
 
     # The user talking over a reply (headphones) for a second does not make an echo appear.
@@ -378,3 +391,23 @@ class _NoTurns:
 
     def cut(self, heard: str, by: str = "speech") -> None:
         raise AssertionError("a reply was cut")
+
+
+def test_double_talk_that_the_canceller_passes_counts_as_speech() -> None:
+    """While Hearth talks, a window the detector is half sure of counts as the user's speech
+    when the echo canceller took little off it and it is as loud as a voice; echo the canceller
+    removed, or a faint sound, does not."""
+    from app.voice.loop import ONSET_PROB, _through_echo
+
+    rng = np.random.default_rng(9)
+
+    def at(db: float) -> np.ndarray:
+        return (rng.standard_normal(512) * 10 ** (db / 20)).astype(np.float32)
+
+    user_over_echo = _through_echo(0.3, at(-25), at(-20))
+    echo_removed = _through_echo(0.3, at(-85), at(-20))
+    faint = _through_echo(0.3, at(-60), at(-58))
+    unsure = _through_echo(0.1, at(-25), at(-20))
+    assert user_over_echo == ONSET_PROB
+    assert (echo_removed, faint, unsure) == (0.3, 0.3, 0.1)
+    assert _through_echo(0.9, at(-85), at(-20)) == 0.9

@@ -133,7 +133,11 @@ def bench_decode(path: Path, rounds: int = 9, max_tokens: int = 192) -> Figure:
     # against the faster bare path of that round, which makes it the stricter ratio.
     ratios = [h / max(c, g) for h, c, g in zip(hearth, completion, generate, strict=True)]
     return Figure(
-        "decode_ratio", statistics.median(ratios), 0.97, "higher", "×",
+        "decode_ratio",
+        statistics.median(ratios),
+        0.97,
+        "higher",
+        "×",
         {
             "hearth_tok_s": statistics.median(hearth),
             "bare_completion_tok_s": statistics.median(completion),
@@ -166,7 +170,14 @@ def bench_ttft(path: Path, folder: Path, turns: int = 10) -> Figure:
     used, _ = session.context_usage(cid)
     engine.close()
     store.close()
-    return Figure("ttft_ratio", times[-1] / times[0], 1.3, "lower", "×", {"ttft_turn1_s": times[0], f"ttft_turn{turns}_s": times[-1], "history_tokens": used})
+    return Figure(
+        "ttft_ratio",
+        times[-1] / times[0],
+        1.3,
+        "lower",
+        "×",
+        {"ttft_turn1_s": times[0], f"ttft_turn{turns}_s": times[-1], "history_tokens": used},
+    )
 
 
 # -- memory over many turns ---------------------------------------------------------------
@@ -181,7 +192,9 @@ def _rss_mb() -> float:
 def bench_rss(path: Path, folder: Path, turns: int = 200, early: int = 20) -> Figure:
     engine = make_engine(path)
     store = Store.open(folder / "rss.db")
-    session = ChatSession(store, engine, Settings(generation=GenerationSettings(temperature=0.7, max_tokens=12, seed=5)))
+    session = ChatSession(
+        store, engine, Settings(generation=GenerationSettings(temperature=0.7, max_tokens=12, seed=5))
+    )
     cid, at_early = None, 0.0
     for turn in range(1, turns + 1):
         cid = add_user_message(store, cid, f"Question {turn}: name a colour and a fruit.").conversation_id
@@ -192,7 +205,14 @@ def bench_rss(path: Path, folder: Path, turns: int = 200, early: int = 20) -> Fi
     at_end = _rss_mb()
     engine.close()
     store.close()
-    return Figure("rss_growth_mb", at_end - at_early, 30.0, "lower", "MB", {f"rss_turn{early}_mb": at_early, f"rss_turn{turns}_mb": at_end})
+    return Figure(
+        "rss_growth_mb",
+        at_end - at_early,
+        30.0,
+        "lower",
+        "MB",
+        {f"rss_turn{early}_mb": at_early, f"rss_turn{turns}_mb": at_end},
+    )
 
 
 # -- the window -----------------------------------------------------------------------------
@@ -205,7 +225,9 @@ def bench_launch(folder: Path, runs: int = 5) -> Figure:
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "app"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.startswith("window-shown"):
@@ -214,7 +236,9 @@ def bench_launch(folder: Path, runs: int = 5) -> Figure:
         proc.wait(timeout=60)
     if not times:
         raise RuntimeError("the window never reported itself shown")
-    return Figure("launch_s", statistics.median(times), 1.5, "lower", "s", {"best_s": min(times), "worst_s": max(times)})
+    return Figure(
+        "launch_s", statistics.median(times), 1.5, "lower", "s", {"best_s": min(times), "worst_s": max(times)}
+    )
 
 
 def bench_gui_stall(path: Path, folder: Path) -> Figure:
@@ -233,7 +257,19 @@ def bench_image_gui_stall(path: Path, folder: Path) -> Figure:
 
 # -- running --------------------------------------------------------------------------------
 
-ALL = ("decode_ratio", "ttft_ratio", "gui_stall_ms", "image_gui_stall_ms", "launch_s", "rss_growth_mb", "remote_decode_ratio", "download_ratio", "voice", "images", "bundle")
+ALL = (
+    "decode_ratio",
+    "ttft_ratio",
+    "gui_stall_ms",
+    "image_gui_stall_ms",
+    "launch_s",
+    "rss_growth_mb",
+    "remote_decode_ratio",
+    "download_ratio",
+    "voice",
+    "images",
+    "bundle",
+)
 
 
 def run_all(only: list[str] | None = None, log: Callable[[str], None] = lambda s: None) -> list[Figure]:

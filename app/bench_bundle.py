@@ -32,13 +32,30 @@ def bench_bundle(folder: Path, bundle: Path = BUNDLE, runs: int = 5) -> list[Fig
 
     program = bundle_program(bundle)
     if not program.is_file():
-        print(f"bundle: not measured: no built app at {program} (build it with `python packaging/build.py`)", file=sys.stderr)
+        print(
+            f"bundle: not measured: no built app at {program} (build it with `python packaging/build.py`)",
+            file=sys.stderr,
+        )
         return []
     size_mb = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
     times = [_launch_to_window(program, folder / f"bundle-home-{n}") for n in range(runs)]
     return [
-        Figure("bundle_size_mb", size_mb, SIZE_TARGET_MB, "lower", "MB", {"files": float(sum(1 for _ in bundle.rglob("*")))}),
-        Figure("bundle_launch_s", statistics.median(times), LAUNCH_TARGET_S, "lower", "s", {"best_s": min(times), "worst_s": max(times)}),
+        Figure(
+            "bundle_size_mb",
+            size_mb,
+            SIZE_TARGET_MB,
+            "lower",
+            "MB",
+            {"files": float(sum(1 for _ in bundle.rglob("*")))},
+        ),
+        Figure(
+            "bundle_launch_s",
+            statistics.median(times),
+            LAUNCH_TARGET_S,
+            "lower",
+            "s",
+            {"best_s": min(times), "worst_s": max(times)},
+        ),
     ]
 
 

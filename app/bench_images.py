@@ -37,8 +37,17 @@ def bench_images(path: Path, folder: Path) -> list[Any]:
     vlm = _vlm_figures(folder / "vlm")
     return [
         Figure("image_ocr_first_token_s", ocr["median_s"], 5.0, "lower", "s", ocr),
-        Figure("image_vlm_first_token_s", vlm["first_token_s"], 5.0, "lower", "s", {"first_token_s": vlm["first_token_s"]}),
-        Figure("image_followup_ratio", vlm["ratio"], 1.3, "lower", "×", {k: v for k, v in vlm.items() if k != "first_token_s"}),
+        Figure(
+            "image_vlm_first_token_s", vlm["first_token_s"], 5.0, "lower", "s", {"first_token_s": vlm["first_token_s"]}
+        ),
+        Figure(
+            "image_followup_ratio",
+            vlm["ratio"],
+            1.3,
+            "lower",
+            "×",
+            {k: v for k, v in vlm.items() if k != "first_token_s"},
+        ),
     ]
 
 
@@ -66,7 +75,14 @@ def _ocr_first_token(path: Path, folder: Path) -> dict[str, float]:
     try:
         for i in range(ROUNDS):
             started = time.perf_counter()
-            message = add_user_message(store, None, "What does the sign say?", [_text_picture(f"OPEN {i + 8} TO 5")], ImageStore(folder / "images"), reader)
+            message = add_user_message(
+                store,
+                None,
+                "What does the sign say?",
+                [_text_picture(f"OPEN {i + 8} TO 5")],
+                ImageStore(folder / "images"),
+                reader,
+            )
             for event in session.reply(message.conversation_id):
                 if isinstance(event, TextDelta):
                     times.append(time.perf_counter() - started)
@@ -92,14 +108,22 @@ def _vlm_figures(folder: Path) -> dict[str, float]:
     if str(source_tree) not in sys.path:
         sys.path.insert(0, str(source_tree))
     from tests.fixtures.tiny_vlm import VisionShape, write_tiny_vlm
+
     pictures = ImageStore(folder / "images")
     # An encoder about as costly as a small real one (SigLIP-base-like width at 224 px, 196 image tokens).
     shape = VisionShape(image_size=224, patch_size=16, embd=384, ff=1536, blocks=6, heads=6)
-    engine = VisionEngine(*write_tiny_vlm(folder / "model", shape=shape), pictures=lambda sha: pictures.get(sha).read_bytes(), n_ctx=2048, n_threads=1)
+    engine = VisionEngine(
+        *write_tiny_vlm(folder / "model", shape=shape),
+        pictures=lambda sha: pictures.get(sha).read_bytes(),
+        n_ctx=2048,
+        n_threads=1,
+    )
     try:
         picture = _normalised(_text_picture("OPEN 9 TO 5"))
         pictures.put(picture)
-        image_tokens = engine.count_tokens([ChatMessage("user", "", (picture.sha256,))]) - engine.count_tokens([ChatMessage("user", "")])
+        image_tokens = engine.count_tokens([ChatMessage("user", "", (picture.sha256,))]) - engine.count_tokens(
+            [ChatMessage("user", "")]
+        )
         question = ChatMessage("user", "What does it say?", (picture.sha256,))
         same_length = _same_length_text(engine, question)
         reply = ChatMessage("assistant", "It is a sign.")
@@ -137,7 +161,9 @@ def _same_length_text(engine: Any, question: ChatMessage) -> ChatMessage:
     """A text-only message with as many prompt tokens as `question` with its picture."""
     wanted = engine.count_tokens([question])
     words = 0
-    while engine.count_tokens([ChatMessage("user", " ".join(["word"] * (words + 1)) + " " + question.content)]) <= wanted:
+    while (
+        engine.count_tokens([ChatMessage("user", " ".join(["word"] * (words + 1)) + " " + question.content)]) <= wanted
+    ):
         words += 1
     return ChatMessage("user", " ".join(["word"] * words) + " " + question.content)
 

@@ -57,7 +57,9 @@ class LlamaServerProcess:
         args = ["--model", str(model), "--model_alias", alias, "--host", "127.0.0.1", "--port", str(self.port)]
         args += ["--n_ctx", str(n_ctx), "--n_threads", str(n_threads)]
         with log.open("wb") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", *args], stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "llama_cpp.server", *args], stdout=out, stderr=subprocess.STDOUT
+            )
 
     def wait_ready(self, deadline_s: float = 60.0) -> None:
         """Poll GET /models until it answers, the process dies, or the deadline passes."""
@@ -129,7 +131,9 @@ def bench_remote_decode(model: Path, folder: Path, rounds: int = 7, max_tokens: 
     from app.bench import Figure
     from app.engines.remote import RemoteEngine
 
-    server = LlamaServerProcess(model, folder / "bench-llama-server.log", SERVER_ALIAS, 2048, max(1, physical_cores() - 1))
+    server = LlamaServerProcess(
+        model, folder / "bench-llama-server.log", SERVER_ALIAS, 2048, max(1, physical_cores() - 1)
+    )
     try:
         server.wait_ready()
         engine = RemoteEngine(server.url, SERVER_ALIAS, n_ctx=2048)
@@ -144,7 +148,11 @@ def bench_remote_decode(model: Path, folder: Path, rounds: int = 7, max_tokens: 
         server.stop()
     ratios = [h / d for h, d in zip(hearth_tps, direct_tps, strict=True)]
     return Figure(
-        "remote_decode_ratio", statistics.median(ratios), 0.95, "higher", "×",
+        "remote_decode_ratio",
+        statistics.median(ratios),
+        0.95,
+        "higher",
+        "×",
         {
             "hearth_tok_s": statistics.median(hearth_tps),
             "direct_tok_s": statistics.median(direct_tps),
@@ -189,8 +197,18 @@ class FileServer:
         self.port = free_port()
         with log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "http.server", str(self.port), "--bind", "127.0.0.1", "--directory", str(folder)],
-                stdout=out, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "http.server",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--directory",
+                    str(folder),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30
@@ -214,8 +232,16 @@ def _hearth_fetch_s(url: str, size: int, sha256: str, folder: Path) -> float:
     from app.catalog.fetch import fetch_entry
 
     entry = ModelEntry(
-        id="bench-download", name="bench download", kind="chat", format="gguf", file="bench.gguf", sha256=sha256,
-        size=size, licence="n/a", capabilities=("chat",), source=ModelSource("url", url=url),
+        id="bench-download",
+        name="bench download",
+        kind="chat",
+        format="gguf",
+        file="bench.gguf",
+        sha256=sha256,
+        size=size,
+        licence="n/a",
+        capabilities=("chat",),
+        source=ModelSource("url", url=url),
     )
     dest = folder / "models" / entry.file
     started = time.perf_counter()
@@ -247,13 +273,19 @@ def bench_download(folder: Path, rounds: int = 9, megabytes: int = DOWNLOAD_MB) 
     server = FileServer(served, folder / "bench-file-server.log")
     try:
         url = f"{server.url}/{source.name}"
-        hearth_s, curl_s = _alternate(lambda: _hearth_fetch_s(url, size, sha256, folder), lambda: _curl_s(url, folder), rounds)
+        hearth_s, curl_s = _alternate(
+            lambda: _hearth_fetch_s(url, size, sha256, folder), lambda: _curl_s(url, folder), rounds
+        )
     finally:
         server.stop()
         source.unlink()
     ratios = [c / h for h, c in zip(hearth_s, curl_s, strict=True)]  # throughput ratio: the inverse of the time ratio
     return Figure(
-        "download_ratio", statistics.median(ratios), 0.9, "higher", "×",
+        "download_ratio",
+        statistics.median(ratios),
+        0.9,
+        "higher",
+        "×",
         {
             "hearth_mb_s": size / 1e6 / statistics.median(hearth_s),
             "curl_mb_s": size / 1e6 / statistics.median(curl_s),

@@ -42,16 +42,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="hearth", description="Hearth: a local desktop assistant.")
     parser.add_argument("--version", action="version", version=f"Hearth {__version__}")
-    parser.add_argument("--smoke-test", action="store_true",
-                        help="open the window, answer one prompt with the default model, print one JSON line, quit")
+    parser.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="open the window, answer one prompt with the default model, print one JSON line, quit",
+    )
     sub = parser.add_subparsers(dest="command")
 
     ask = sub.add_parser("ask", help="ask one question and stream the answer")
     ask.add_argument("prompt")
     ask.add_argument("--conversation", type=int, help="continue this conversation (id)")
-    ask.add_argument("--model", help="model id from `hearth models list` (with the remote engine: the server's model name)")
-    ask.add_argument("--image", action="append", type=Path, default=[], metavar="FILE",
-                     help="attach a picture; the model reads the text in it (repeatable)")
+    ask.add_argument(
+        "--model", help="model id from `hearth models list` (with the remote engine: the server's model name)"
+    )
+    ask.add_argument(
+        "--image",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="attach a picture; the model reads the text in it (repeatable)",
+    )
     ask.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     ask.add_argument("--max-tokens", type=int)
     ask.add_argument("--temperature", type=float)
@@ -157,7 +168,10 @@ def ask(args: argparse.Namespace) -> int:
         print(f"warning: the model runs on the CPU: {engine.info.fallback_reason}.", file=sys.stderr)
         print(f"hint: {engine.info.fallback_hint}", file=sys.stderr)
     if args.image and not engine.info.vision and not args.json:
-        print(f"note: {engine.info.model_name} cannot see pictures: it was given the text read from them.", file=sys.stderr)
+        print(
+            f"note: {engine.info.model_name} cannot see pictures: it was given the text read from them.",
+            file=sys.stderr,
+        )
     session = ChatSession(profile.store, engine, settings)
     text, final = "", None
     for event in session.reply(user.conversation_id):
@@ -192,7 +206,9 @@ def _add_question(profile: Profile, args: argparse.Namespace) -> Message:
 
 def _json_result(text: str, final: ReplyFinished, info: EngineInfo, user: Message) -> dict[str, object]:
     stats = final.stats
-    images = [{"name": i["name"], "sha256": i["sha256"], "ocr_chars": len(i["ocr_text"])} for i in user.meta.get("images", [])]
+    images = [
+        {"name": i["name"], "sha256": i["sha256"], "ocr_chars": len(i["ocr_text"])} for i in user.meta.get("images", [])
+    ]
     return {
         "text": text,
         "ttft_s": round(stats.ttft_s, 4),

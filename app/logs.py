@@ -18,7 +18,9 @@ def install(log_dir: Path, level: int = logging.INFO, console: bool = False) -> 
     if root.handlers:
         return
     root.setLevel(level)
-    handler = logging.handlers.RotatingFileHandler(log_dir / "hearth.log", maxBytes=2_000_000, backupCount=3, encoding="utf-8")
+    handler = logging.handlers.RotatingFileHandler(
+        log_dir / "hearth.log", maxBytes=2_000_000, backupCount=3, encoding="utf-8"
+    )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     if console:

@@ -68,7 +68,9 @@ def load_engine(profile: Profile, model_id: str | None = None, progress: Progres
     """
     if profile.settings.engine == "remote":
         pictures = ImageStore(profile.paths.images)
-        return load_remote_engine(profile.settings, model_id, progress, pictures=lambda sha: pictures.get(sha).read_bytes())
+        return load_remote_engine(
+            profile.settings, model_id, progress, pictures=lambda sha: pictures.get(sha).read_bytes()
+        )
     entry = profile.model_entry(model_id)
     if entry.kind != "chat":
         raise ModelError(
@@ -118,13 +120,18 @@ def _refuse_download(profile: Profile, entry: ModelEntry) -> None:
 
 
 def load_remote_engine(
-    settings: Settings, model: str | None = None, progress: Progress | None = None, pictures: Callable[[str], bytes] | None = None
+    settings: Settings,
+    model: str | None = None,
+    progress: Progress | None = None,
+    pictures: Callable[[str], bytes] | None = None,
 ) -> RemoteEngine:
     """Connect to the configured server now, so a wrong address or key shows before the first message.
 
     `pictures` reads stored pictures; they are sent only when the settings say the server's model sees."""
     if not settings.remote_url:
-        raise RemoteError("The remote engine is chosen but no server address is set.", "Enter the base URL in Settings › Model.")
+        raise RemoteError(
+            "The remote engine is chosen but no server address is set.", "Enter the base URL in Settings › Model."
+        )
     if progress:
         progress(0, 0, f"Connecting to {settings.remote_url}…")
     api_key = get_api_key(settings.remote_url)  # HEARTH_REMOTE_API_KEY, else the keyring (app/secrets.py)

@@ -39,9 +39,7 @@ SERVICE = "Hearth"
 API_KEY_ENV = "HEARTH_REMOTE_API_KEY"
 ENVIRONMENT = f"the environment variable {API_KEY_ENV}"
 SESSION = "memory, for this session only"
-KEEP_HINT = (
-    f"To keep it, start a keyring service (GNOME Keyring, KWallet or KeePassXC), or set {API_KEY_ENV} before starting Hearth."
-)
+KEEP_HINT = f"To keep it, start a keyring service (GNOME Keyring, KWallet or KeePassXC), or set {API_KEY_ENV} before starting Hearth."
 
 
 @dataclass(frozen=True)

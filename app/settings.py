@@ -18,7 +18,9 @@ from typing import Any
 
 log = logging.getLogger("hearth.settings")
 
-DEFAULT_INSTRUCTIONS = "You are Hearth, a helpful assistant running on the user's own computer. Answer clearly and concisely."
+DEFAULT_INSTRUCTIONS = (
+    "You are Hearth, a helpful assistant running on the user's own computer. Answer clearly and concisely."
+)
 THEMES = ("system", "light", "dark")
 ENGINES = ("local", "remote")
 
@@ -54,10 +56,19 @@ def _meta(description: str, check: Callable[[Any], bool] | None = None) -> dict[
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    temperature: float = field(default=0.7, metadata=_meta("Randomness of replies (0 = always the same).", lambda v: 0.0 <= v <= 2.0))
-    top_p: float = field(default=0.95, metadata=_meta("Nucleus sampling: keep the smallest set of tokens with this much probability.", lambda v: 0.0 < v <= 1.0))
+    temperature: float = field(
+        default=0.7, metadata=_meta("Randomness of replies (0 = always the same).", lambda v: 0.0 <= v <= 2.0)
+    )
+    top_p: float = field(
+        default=0.95,
+        metadata=_meta(
+            "Nucleus sampling: keep the smallest set of tokens with this much probability.", lambda v: 0.0 < v <= 1.0
+        ),
+    )
     max_tokens: int = field(default=512, metadata=_meta("Longest reply, in tokens.", lambda v: 1 <= v <= 32768))
-    seed: int = field(default=-1, metadata=_meta("Random seed; -1 picks a new one each time.", lambda v: -1 <= v < 2**32))
+    seed: int = field(
+        default=-1, metadata=_meta("Random seed; -1 picks a new one each time.", lambda v: -1 <= v < 2**32)
+    )
 
 
 VOICE_MODES = ("hands-free", "push-to-talk")
@@ -74,11 +85,27 @@ def _optional_int(low: int, high: int) -> Callable[[Any], bool]:
 class ModelOverrides:
     """One model's own settings, used when that model loads; None keeps the general value."""
 
-    n_ctx: int | None = field(default=None, metadata=_meta("Context window in tokens for this model.", _optional_int(256, 262144)))
+    n_ctx: int | None = field(
+        default=None, metadata=_meta("Context window in tokens for this model.", _optional_int(256, 262144))
+    )
     n_threads: int | None = field(default=None, metadata=_meta("CPU threads for this model.", _optional_int(1, 512)))
-    n_gpu_layers: int | None = field(default=None, metadata=_meta("Layers of this model on the GPU (-1 = all, 0 = none).", _optional_int(-1, 100000)))
-    chat_format: str | None = field(default=None, metadata=_meta("How a conversation is laid out for this model: auto (its own template), chatml, llama3, gemma or plain.", lambda v: v is None or v in CHAT_FORMATS))
-    projector: str | None = field(default=None, metadata=_meta("Vision projector for this model (the id of a vision-projector model).", lambda v: v is None or (isinstance(v, str) and bool(v.strip()))))
+    n_gpu_layers: int | None = field(
+        default=None, metadata=_meta("Layers of this model on the GPU (-1 = all, 0 = none).", _optional_int(-1, 100000))
+    )
+    chat_format: str | None = field(
+        default=None,
+        metadata=_meta(
+            "How a conversation is laid out for this model: auto (its own template), chatml, llama3, gemma or plain.",
+            lambda v: v is None or v in CHAT_FORMATS,
+        ),
+    )
+    projector: str | None = field(
+        default=None,
+        metadata=_meta(
+            "Vision projector for this model (the id of a vision-projector model).",
+            lambda v: v is None or (isinstance(v, str) and bool(v.strip())),
+        ),
+    )
 
     def __post_init__(self) -> None:
         validate(self)
@@ -106,34 +133,87 @@ def _valid_overrides(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class VoiceSettings:
-    stt_model_id: str = field(default="whisper-tiny-en", metadata=_meta("Speech recognition model (an stt id from the catalog)."))
-    language: str = field(default="auto", metadata=_meta("Spoken language for multilingual models: auto or a code such as en, de, fr.", lambda v: v == "auto" or (2 <= len(v) <= 3 and v.isalpha() and v.islower())))
-    voice_id: str = field(default="piper-joe-medium", metadata=_meta("Voice Hearth speaks with (a tts id from the catalog)."))
-    speaking_rate: float = field(default=1.0, metadata=_meta("Speaking speed (1 = the voice's natural pace).", lambda v: 0.5 <= v <= 2.0))
-    patience_ms: int = field(default=600, metadata=_meta("Silence that ends your turn, in milliseconds (shorter after a finished sentence).", lambda v: 200 <= v <= 3000))
-    mode: str = field(default="hands-free", metadata=_meta("hands-free (it listens again by itself) or push-to-talk.", lambda v: v in VOICE_MODES))
+    stt_model_id: str = field(
+        default="whisper-tiny-en", metadata=_meta("Speech recognition model (an stt id from the catalog).")
+    )
+    language: str = field(
+        default="auto",
+        metadata=_meta(
+            "Spoken language for multilingual models: auto or a code such as en, de, fr.",
+            lambda v: v == "auto" or (2 <= len(v) <= 3 and v.isalpha() and v.islower()),
+        ),
+    )
+    voice_id: str = field(
+        default="piper-joe-medium", metadata=_meta("Voice Hearth speaks with (a tts id from the catalog).")
+    )
+    speaking_rate: float = field(
+        default=1.0, metadata=_meta("Speaking speed (1 = the voice's natural pace).", lambda v: 0.5 <= v <= 2.0)
+    )
+    patience_ms: int = field(
+        default=600,
+        metadata=_meta(
+            "Silence that ends your turn, in milliseconds (shorter after a finished sentence).",
+            lambda v: 200 <= v <= 3000,
+        ),
+    )
+    mode: str = field(
+        default="hands-free",
+        metadata=_meta("hands-free (it listens again by itself) or push-to-talk.", lambda v: v in VOICE_MODES),
+    )
     input_device: str = field(default="", metadata=_meta("Microphone (empty = the system default)."))
     output_device: str = field(default="", metadata=_meta("Speaker (empty = the system default)."))
-    echo_cancellation: bool = field(default=True, metadata=_meta("Remove Hearth's own voice from the microphone so it can be interrupted on speakers."))
+    echo_cancellation: bool = field(
+        default=True,
+        metadata=_meta("Remove Hearth's own voice from the microphone so it can be interrupted on speakers."),
+    )
     speak_replies: bool = field(default=True, metadata=_meta("Read replies aloud in voice mode."))
 
 
 @dataclass(frozen=True)
 class Settings:
-    model_id: str = field(default="smollm2-135m-instruct", metadata=_meta("Model used for new replies (an id from the catalog)."))
+    model_id: str = field(
+        default="smollm2-135m-instruct", metadata=_meta("Model used for new replies (an id from the catalog).")
+    )
     n_ctx: int = field(default=4096, metadata=_meta("Context window in tokens.", lambda v: 256 <= v <= 262144))
-    n_threads: int = field(default_factory=physical_cores, metadata=_meta("CPU threads for the model.", lambda v: 1 <= v <= 512))
-    n_gpu_layers: int = field(default=-1, metadata=_meta("Layers on the GPU when a GPU build is present (-1 = all, 0 = none).", lambda v: v >= -1))
+    n_threads: int = field(
+        default_factory=physical_cores, metadata=_meta("CPU threads for the model.", lambda v: 1 <= v <= 512)
+    )
+    n_gpu_layers: int = field(
+        default=-1,
+        metadata=_meta("Layers on the GPU when a GPU build is present (-1 = all, 0 = none).", lambda v: v >= -1),
+    )
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     voice: VoiceSettings = field(default_factory=VoiceSettings)
-    default_instructions: str = field(default=DEFAULT_INSTRUCTIONS, metadata=_meta("Custom instructions for conversations that have none of their own."))
+    default_instructions: str = field(
+        default=DEFAULT_INSTRUCTIONS,
+        metadata=_meta("Custom instructions for conversations that have none of their own."),
+    )
     theme: str = field(default="system", metadata=_meta("Colour scheme: system, light or dark.", lambda v: v in THEMES))
     # The API key is not a setting: it lives in the system keyring or HEARTH_REMOTE_API_KEY (app/secrets.py), never in this file.
-    engine: str = field(default="local", metadata=_meta("Who answers: local (this computer) or remote (a chat server).", lambda v: v in ENGINES))
-    remote_url: str = field(default="", metadata=_meta("Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1.", lambda v: v == "" or is_http_url(v)))
-    remote_model: str = field(default="", metadata=_meta("Model name on the remote server (empty = the first it lists)."))
-    remote_vision: bool = field(default=False, metadata=_meta("The remote model sees pictures: send them with the message (as data URLs), not only the text read from them."))
-    model_overrides: dict[str, ModelOverrides] = field(default_factory=dict, metadata=_meta("Settings of single models that differ from the general ones, by model id.", _valid_overrides))
+    engine: str = field(
+        default="local",
+        metadata=_meta("Who answers: local (this computer) or remote (a chat server).", lambda v: v in ENGINES),
+    )
+    remote_url: str = field(
+        default="",
+        metadata=_meta(
+            "Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1.",
+            lambda v: v == "" or is_http_url(v),
+        ),
+    )
+    remote_model: str = field(
+        default="", metadata=_meta("Model name on the remote server (empty = the first it lists).")
+    )
+    remote_vision: bool = field(
+        default=False,
+        metadata=_meta(
+            "The remote model sees pictures: send them with the message (as data URLs), not only the text read from them."
+        ),
+    )
+    model_overrides: dict[str, ModelOverrides] = field(
+        default_factory=dict,
+        metadata=_meta("Settings of single models that differ from the general ones, by model id.", _valid_overrides),
+    )
 
     def __post_init__(self) -> None:
         validate(self)

@@ -65,7 +65,15 @@ def main() -> int:
     args = parser.parse_args()
     import llama_cpp
 
-    print(json.dumps({"llama_cpp_python": llama_cpp.__version__, "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()), "backend": gpu_backend()}))
+    print(
+        json.dumps(
+            {
+                "llama_cpp_python": llama_cpp.__version__,
+                "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+                "backend": gpu_backend(),
+            }
+        )
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = args.model or generated_model(Path(tmp))
         for layers in (-1, 0):

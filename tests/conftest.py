@@ -51,7 +51,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if STRICT:
         for item in items:
             for mark in item.iter_markers("skip"):
-                raise pytest.UsageError(f"{item.nodeid} is marked skip ({mark.kwargs.get('reason', '')}); nothing may skip in CI")
+                raise pytest.UsageError(
+                    f"{item.nodeid} is marked skip ({mark.kwargs.get('reason', '')}); nothing may skip in CI"
+                )
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,12 @@ class FakeEngine:
     """
 
     def __init__(
-        self, replies: Sequence[str] = (), n_ctx: int = 4096, delay_s: float = 0.0, gate: threading.Event | None = None, vision: bool = False
+        self,
+        replies: Sequence[str] = (),
+        n_ctx: int = 4096,
+        delay_s: float = 0.0,
+        gate: threading.Event | None = None,
+        vision: bool = False,
     ) -> None:
         self.replies: deque[str] = deque(replies)
         self.default_reply = "Fake reply."
@@ -48,7 +53,9 @@ class FakeEngine:
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return sum(len(m.content.split()) + 4 for m in messages) + 2
 
-    def stream(self, messages: Sequence[ChatMessage], settings: GenerationSettings, cancel: threading.Event | None = None) -> Iterator[str]:
+    def stream(
+        self, messages: Sequence[ChatMessage], settings: GenerationSettings, cancel: threading.Event | None = None
+    ) -> Iterator[str]:
         self.prompts.append(list(messages))
         reply = self.replies.popleft() if self.replies else self.default_reply
         stats = self._stats = GenerationStats(prompt_tokens=self.count_tokens(messages), finish_reason="stop")

@@ -102,7 +102,15 @@ class Recording:
         self.device = device
         self.started_at = time.monotonic()
         self._proc = subprocess.Popen(
-            ["parec", f"--device={device}", f"--rate={RATE}", "--channels=1", "--format=s16le", "--raw", "--latency-msec=10"],
+            [
+                "parec",
+                f"--device={device}",
+                f"--rate={RATE}",
+                "--channels=1",
+                "--format=s16le",
+                "--raw",
+                "--latency-msec=10",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=env,
@@ -361,21 +369,28 @@ class PulseServer:
     @contextlib.contextmanager
     def null_sink(self, name: str, description: str) -> Iterator[int]:
         """A temporary extra speaker (hot-plug)."""
-        with self._module("module-null-sink", f"sink_name={name}", f"sink_properties=device.description={description}") as index:
+        with self._module(
+            "module-null-sink", f"sink_name={name}", f"sink_properties=device.description={description}"
+        ) as index:
             yield index
 
     @contextlib.contextmanager
     def remap_source(self, name: str, description: str, master: str = f"{MIC_FEED}.monitor") -> Iterator[int]:
         """A temporary extra microphone hearing what is fed to `master` (hot-plug)."""
         with self._module(
-            "module-remap-source", f"master={master}", f"source_name={name}", f"source_properties=device.description={description}"
+            "module-remap-source",
+            f"master={master}",
+            f"source_name={name}",
+            f"source_properties=device.description={description}",
         ) as index:
             yield index
 
     @contextlib.contextmanager
     def loopback(self, latency_msec: int = 200) -> Iterator[int]:
         """Route the speaker into the microphone, as a laptop's speakers reach its microphone."""
-        with self._module("module-loopback", f"source={SPEAKER}.monitor", f"sink={MIC_FEED}", f"latency_msec={latency_msec}") as index:
+        with self._module(
+            "module-loopback", f"source={SPEAKER}.monitor", f"sink={MIC_FEED}", f"latency_msec={latency_msec}"
+        ) as index:
             yield index
 
     @contextlib.contextmanager
@@ -390,7 +405,9 @@ class PulseServer:
 
     # -- audio in and out ---------------------------------------------------------------------
 
-    def feed(self, audio: np.ndarray | Path | str, block: bool = True, rate: int = RATE, latency_msec: int | None = None) -> Feed | None:
+    def feed(
+        self, audio: np.ndarray | Path | str, block: bool = True, rate: int = RATE, latency_msec: int | None = None
+    ) -> Feed | None:
         """Play samples (float32 at `rate`) or a wav file into the virtual microphone.
 
         With `block`, returns once paplay is done; otherwise returns the running `Feed`. paplay's
@@ -407,7 +424,12 @@ class PulseServer:
             path = Path(audio)
         started = time.monotonic()
         proc = subprocess.Popen(
-            ["paplay", f"--device={MIC_FEED}", *([f"--latency-msec={latency_msec}"] if latency_msec else []), str(path)],
+            [
+                "paplay",
+                f"--device={MIC_FEED}",
+                *([f"--latency-msec={latency_msec}"] if latency_msec else []),
+                str(path),
+            ],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -457,7 +479,10 @@ def _check_qt_sees_server(server: PulseServer) -> None:
 def pulse() -> Iterator[PulseServer]:
     """The session's private PulseAudio server (started on first use, stopped at the end)."""
     require(shutil.which("pulseaudio") is not None, "pulseaudio is not installed (dev.sh installs it)")
-    require(all(shutil.which(tool) for tool in ("pactl", "paplay", "parec")), "pulseaudio-utils is not installed (pactl, paplay, parec)")
+    require(
+        all(shutil.which(tool) for tool in ("pactl", "paplay", "parec")),
+        "pulseaudio-utils is not installed (pactl, paplay, parec)",
+    )
     root = Path(tempfile.mkdtemp(prefix="hearth-pulse-"))
     server = PulseServer(root)
     try:

@@ -25,7 +25,14 @@ def test_chat_formats_are_the_engines_fallbacks_plus_auto() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [{"n_ctx": 100}, {"n_threads": 0}, {"n_gpu_layers": -2}, {"chat_format": "alpaca"}, {"projector": " "}, {"n_ctx": True}],
+    [
+        {"n_ctx": 100},
+        {"n_threads": 0},
+        {"n_gpu_layers": -2},
+        {"chat_format": "alpaca"},
+        {"projector": " "},
+        {"n_ctx": True},
+    ],
 )
 def test_out_of_range_values_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):

@@ -19,7 +19,9 @@ def _files_holding(folder: Path, secret: str) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
 
 
-def test_a_key_goes_to_the_keyring_and_never_into_the_data_folder(keyring_backend: MemoryKeyring, hearth_home: Path) -> None:
+def test_a_key_goes_to_the_keyring_and_never_into_the_data_folder(
+    keyring_backend: MemoryKeyring, hearth_home: Path
+) -> None:
     profile = Profile.open()
     try:
         profile.save_settings(profile.settings.replace(engine="remote", remote_url=URL))

@@ -279,7 +279,9 @@ def _companion(raw: Any, where: str) -> ModelFile:
     sha256, size = _sha256(raw, at), _size(raw, at)
     if sha256 is None or size is None:
         _fail(at, "needs both 'sha256' and 'size' so the file can be checked")
-    return ModelFile(name, sha256, size, _parse_source(raw.get("source"), at, CATALOG_SOURCE_TYPES, "[model.files.source]"))
+    return ModelFile(
+        name, sha256, size, _parse_source(raw.get("source"), at, CATALOG_SOURCE_TYPES, "[model.files.source]")
+    )
 
 
 def _part_dict(part: PackagePart) -> dict[str, str]:

@@ -131,7 +131,12 @@ def _size_of(path: Path) -> int:
 
 
 def _download(
-    entry: ModelEntry, partial: Path, have: int, progress: Progress, cancel: threading.Event | None, digest: RunningDigest
+    entry: ModelEntry,
+    partial: Path,
+    have: int,
+    progress: Progress,
+    cancel: threading.Event | None,
+    digest: RunningDigest,
 ) -> None:
     """One HTTP request: continue the partial from `have`, or start it again if the server ignores Range."""
     if have > (entry.size or 0):

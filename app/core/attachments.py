@@ -52,7 +52,9 @@ class Attachment:
         return describe_read_text(self.name, self.width, self.height, self.format, self.ocr_text)
 
 
-def attach(images: Sequence[ImageSource], image_store: ImageStore | None, reader: TextReader | None) -> list[Attachment]:
+def attach(
+    images: Sequence[ImageSource], image_store: ImageStore | None, reader: TextReader | None
+) -> list[Attachment]:
     """Normalise and read every picture, then store them; ImageError for any bad one, before storing any."""
     if not images:
         return []

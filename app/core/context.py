@@ -102,7 +102,7 @@ def _first_fitting_cut(
     lo, hi = 0, len(cuts) - 1
     while lo < hi:
         mid = (lo + hi) // 2
-        if count_tokens(to_chat(system_prompt, dialogue[cuts[mid]:])) <= target:
+        if count_tokens(to_chat(system_prompt, dialogue[cuts[mid] :])) <= target:
             hi = mid
         else:
             lo = mid + 1

@@ -74,11 +74,15 @@ def _read(data: bytes | Path, label: str) -> bytes:
         try:
             raw = data.read_bytes()
         except OSError as exc:
-            raise ImageError(f"Hearth cannot read the picture '{label}' ({exc.strerror or exc}).",
-                             "Check that the file still exists and that you may read it.") from exc
+            raise ImageError(
+                f"Hearth cannot read the picture '{label}' ({exc.strerror or exc}).",
+                "Check that the file still exists and that you may read it.",
+            ) from exc
     if not raw:
-        raise ImageError(f"The picture '{label}' is empty (0 bytes).",
-                         "The file may still be copying or downloading: wait, then attach it again.")
+        raise ImageError(
+            f"The picture '{label}' is empty (0 bytes).",
+            "The file may still be copying or downloading: wait, then attach it again.",
+        )
     return raw
 
 
@@ -113,8 +117,10 @@ def _upright(image: Image.Image, label: str) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise _too_large(label, None) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(f"The picture '{label}' is damaged or cut off ({exc}).",
-                         "Open it in another program to check it, or save or download it again.") from exc
+        raise ImageError(
+            f"The picture '{label}' is damaged or cut off ({exc}).",
+            "Open it in another program to check it, or save or download it again.",
+        ) from exc
     return turned if turned is not None else image
 
 
@@ -175,16 +181,20 @@ class ImageStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(path, image.data)
         except OSError as exc:
-            raise ImageError(f"Hearth cannot store the picture in {self.folder} ({exc.strerror or exc}).",
-                             "Free up some disk space, or check the data folder's permissions.") from exc
+            raise ImageError(
+                f"Hearth cannot store the picture in {self.folder} ({exc.strerror or exc}).",
+                "Free up some disk space, or check the data folder's permissions.",
+            ) from exc
         return path
 
     def get(self, sha256: str) -> Path:
         """The stored picture's path, or ImageError when it is not (or no longer) there."""
         path = self.path_for(sha256)
         if not path.is_file():
-            raise ImageError(f"The picture {sha256[:12]}… is missing from {self.folder}.",
-                             "It may have been deleted by hand; attach the picture again.")
+            raise ImageError(
+                f"The picture {sha256[:12]}… is missing from {self.folder}.",
+                "It may have been deleted by hand; attach the picture again.",
+            )
         return path
 
     def __contains__(self, sha256: object) -> bool:

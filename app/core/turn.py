@@ -132,7 +132,9 @@ class ChatSession:
             self.store.delete_messages_from(conversation_id, later[0].id)
         yield from self.reply(conversation_id, cancel)
 
-    def edit_and_resend(self, conversation_id: int, message_id: int, text: str, cancel: threading.Event | None = None) -> Iterator[TurnEvent]:
+    def edit_and_resend(
+        self, conversation_id: int, message_id: int, text: str, cancel: threading.Event | None = None
+    ) -> Iterator[TurnEvent]:
         """Change a user message, forget everything after it, and answer again."""
         original = self.store.get_message(message_id)
         if original.role != "user" or original.conversation_id != conversation_id:
@@ -173,7 +175,12 @@ class ChatSession:
             status = "error"
             self.store.update_message(message.id, content=text, status=status, meta={"error": str(exc)})
             raise
-        meta = {"tokens": stats.completion_tokens, "ttft_s": round(stats.ttft_s, 4), "tokens_per_s": round(stats.tokens_per_s, 2), "finish": stats.finish_reason}
+        meta = {
+            "tokens": stats.completion_tokens,
+            "ttft_s": round(stats.ttft_s, 4),
+            "tokens_per_s": round(stats.tokens_per_s, 2),
+            "finish": stats.finish_reason,
+        }
         self.store.update_message(message.id, content=text, status=status, meta=meta)
         final = self.store.get_message(message.id)
         used = stats.prompt_tokens + stats.completion_tokens

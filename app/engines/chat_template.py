@@ -106,11 +106,16 @@ class ChatTemplate:
         templates do: `for part in message['content']`), not as one string."""
         return "['type']" in self.source or ".type" in self.source
 
-    def render(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True, *, parts: bool = False) -> str:
+    def render(
+        self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True, *, parts: bool = False
+    ) -> str:
         """The prompt text; `parts` hands each message's content over as one text part."""
         try:
             return _compile(self.source).render(
-                messages=[{"role": m.role, "content": [{"type": "text", "text": m.content}] if parts else m.content} for m in messages],
+                messages=[
+                    {"role": m.role, "content": [{"type": "text", "text": m.content}] if parts else m.content}
+                    for m in messages
+                ],
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos_token,
                 eos_token=self.eos_token,

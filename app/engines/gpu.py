@@ -20,8 +20,8 @@ from pathlib import Path
 # Library-name markers of llama.cpp's GPU backends, as they appear under llama_cpp/lib.
 GPU_LIBRARIES = (("cuda", "CUDA"), ("vulkan", "Vulkan"), ("metal", "Metal"), ("hip", "ROCm"), ("sycl", "SYCL"))
 BUILD_HINT = (
-    "To use the GPU, reinstall llama-cpp-python built for it — CMAKE_ARGS=\"-DGGML_CUDA=on\" (NVIDIA), "
-    "\"-DGGML_METAL=on\" (Mac) or \"-DGGML_VULKAN=on\" (other GPUs), see the README — "
+    'To use the GPU, reinstall llama-cpp-python built for it — CMAKE_ARGS="-DGGML_CUDA=on" (NVIDIA), '
+    '"-DGGML_METAL=on" (Mac) or "-DGGML_VULKAN=on" (other GPUs), see the README — '
     "or set GPU layers to 0 in Settings › Model to run on the CPU without this notice."
 )
 DRIVER_HINT = (

@@ -87,7 +87,14 @@ class LlamaCppEngine:
         self._pieces: dict[int, bytes] = {}
         self._last_tokenized: tuple[str, list[int]] = ("", [])
         self._lock = threading.Lock()  # one stream at a time: the KV cache is a single shared state
-        log.info("loaded %s (%s, %s, ctx %d, template %s)", model_id, gguf.architecture, backend, self._info.n_ctx, self._template.name)
+        log.info(
+            "loaded %s (%s, %s, ctx %d, template %s)",
+            model_id,
+            gguf.architecture,
+            backend,
+            self._info.n_ctx,
+            self._template.name,
+        )
 
     def _pick_template(self, chat_format: str) -> ChatTemplate:
         meta = self._llm.metadata
@@ -121,7 +128,10 @@ class LlamaCppEngine:
         text = self._template.render(messages)
         # The context planner counts the very prompt that `stream` then sends: tokenize it once.
         if self._last_tokenized[0] != text:
-            self._last_tokenized = (text, self._llm.tokenize(text.encode("utf-8"), add_bos=self._needs_bos(text), special=True))
+            self._last_tokenized = (
+                text,
+                self._llm.tokenize(text.encode("utf-8"), add_bos=self._needs_bos(text), special=True),
+            )
         return list(self._last_tokenized[1])
 
     def _needs_bos(self, text: str) -> bool:
@@ -157,7 +167,9 @@ class LlamaCppEngine:
         try:
             first = self._template.render([*messages, ChatMessage("user", "A")])
             second = self._template.render([*messages, ChatMessage("user", "B")])
-            known = first[: next((i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b), len(first))]
+            known = first[
+                : next((i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b), len(first))
+            ]
             # The last token may merge with the user's first word once it is known: leave it out.
             tokens = self._llm.tokenize(known.encode("utf-8"), add_bos=self._needs_bos(known), special=True)[:-1]
             common = self._cached_prefix(tokens)
@@ -171,11 +183,15 @@ class LlamaCppEngine:
 
     # -- generation ---------------------------------------------------------------------
 
-    def _stream_locked(self, messages: Sequence[ChatMessage], settings: GenerationSettings, cancel: threading.Event) -> Iterator[str]:
+    def _stream_locked(
+        self, messages: Sequence[ChatMessage], settings: GenerationSettings, cancel: threading.Event
+    ) -> Iterator[str]:
         started = time.perf_counter()
         prompt = self.tokenize_prompt(messages)
         self._check_fits(len(prompt))
-        stats = self._stats = GenerationStats(prompt_tokens=len(prompt), prompt_evaluated=self._tokens_to_evaluate(prompt))
+        stats = self._stats = GenerationStats(
+            prompt_tokens=len(prompt), prompt_evaluated=self._tokens_to_evaluate(prompt)
+        )
         yield from self._generate(prompt, stats, settings, cancel, started)
 
     def _check_fits(self, prompt_tokens: int) -> None:
@@ -187,7 +203,12 @@ class LlamaCppEngine:
             )
 
     def _generate(
-        self, prompt: list[int], stats: GenerationStats, settings: GenerationSettings, cancel: threading.Event, started: float
+        self,
+        prompt: list[int],
+        stats: GenerationStats,
+        settings: GenerationSettings,
+        cancel: threading.Event,
+        started: float,
     ) -> Iterator[str]:
         """Stream the reply to `prompt`; llama.cpp evaluates only what the KV cache does not hold yet."""
         max_tokens = min(settings.max_tokens, self._info.n_ctx - len(prompt))
@@ -196,7 +217,9 @@ class LlamaCppEngine:
         pending = ""  # text held back while it could still be the start of a stop string
         first_at = 0.0
         stats.finish_reason = "length"
-        tokens = self._llm.generate(prompt, temp=settings.temperature, top_p=settings.top_p, top_k=40, min_p=0.05, repeat_penalty=1.0)
+        tokens = self._llm.generate(
+            prompt, temp=settings.temperature, top_p=settings.top_p, top_k=40, min_p=0.05, repeat_penalty=1.0
+        )
         try:
             for token in tokens:
                 if cancel.is_set():
@@ -345,7 +368,9 @@ def load_placed(
     layers = _offloaded_layers(gguf, n_gpu_layers)
     try:
         # A GPU build with no layer offloaded (a header that does not say how many) runs on the CPU.
-        return load(path, gguf.architecture, n_ctx, n_threads, n_gpu_layers), Placement(build if layers else "CPU", layers)
+        return load(path, gguf.architecture, n_ctx, n_threads, n_gpu_layers), Placement(
+            build if layers else "CPU", layers
+        )
     except ModelError as exc:
         gpu_error = exc
     # The GPU could not take the model (out of its memory, a driver fault): the CPU may still.

@@ -63,8 +63,10 @@ class RapidOcrReader:
             try:
                 found, _timings = engine(image.data)
             except Exception as exc:  # onnxruntime and OpenCV raise many kinds; all mean the same to a user
-                raise ImageError(f"Hearth could not read the text in the picture ({exc}).",
-                                 "The picture is still attached; describe what it shows in your message.") from exc
+                raise ImageError(
+                    f"Hearth could not read the text in the picture ({exc}).",
+                    "The picture is still attached; describe what it shows in your message.",
+                ) from exc
         return OcrResult([_line(item) for item in found or []])
 
     def _load(self) -> Any:
@@ -72,8 +74,9 @@ class RapidOcrReader:
             try:
                 from rapidocr_onnxruntime import RapidOCR
             except ImportError as exc:
-                raise ImageError(f"Text recognition is not installed ({exc}).",
-                                 "Reinstall Hearth with ./dev.sh setup.") from exc
+                raise ImageError(
+                    f"Text recognition is not installed ({exc}).", "Reinstall Hearth with ./dev.sh setup."
+                ) from exc
             # The package's default enlarges every picture until its *short* side is 736 px (a
             # 640×120 strip becomes 3925×736: ten times slower). Normalised pictures are already
             # at most 2048 px, so detect at their own size. The 180° classifier is off: pictures

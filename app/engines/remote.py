@@ -134,7 +134,9 @@ class RemoteEngine:
 
     def _count(self, messages: Sequence[ChatMessage]) -> int:
         text = "\n".join(m.content for m in messages)
-        routes = TOKENIZE_ROUTES if self._token_route is None else [r for r in TOKENIZE_ROUTES if r[0] == self._token_route]
+        routes = (
+            TOKENIZE_ROUTES if self._token_route is None else [r for r in TOKENIZE_ROUTES if r[0] == self._token_route]
+        )
         for path, field in routes:
             try:
                 tokens = self._tokenize(path, field, text)
@@ -183,7 +185,9 @@ class RemoteEngine:
             parts.append({"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}})
         return [*parts, {"type": "text", "text": message.content}]
 
-    def _stream_locked(self, messages: Sequence[ChatMessage], settings: GenerationSettings, cancel: threading.Event) -> Iterator[str]:
+    def _stream_locked(
+        self, messages: Sequence[ChatMessage], settings: GenerationSettings, cancel: threading.Event
+    ) -> Iterator[str]:
         started = time.perf_counter()
         prompt_tokens = self.count_tokens(messages)
         # The server's prompt cache is invisible from here: count the whole prompt as evaluated.
@@ -219,7 +223,9 @@ class RemoteEngine:
             yield text
         _apply_usage(clock.stats, data)
 
-    def _events(self, call: HttpCall, response: http.client.HTTPResponse, clock: _Clock, cancel: threading.Event) -> Iterator[str]:
+    def _events(
+        self, call: HttpCall, response: http.client.HTTPResponse, clock: _Clock, cancel: threading.Event
+    ) -> Iterator[str]:
         url = self._endpoint.url(self._endpoint.path + "/chat/completions")
         stats = clock.stats
         for event in sse_events(call.lines(response), url):
@@ -229,7 +235,10 @@ class RemoteEngine:
                 stats.finish_reason = stats.finish_reason or "stop"
                 break
             if "error" in event:
-                raise RemoteError(f"The server at {url} stopped with an error: {_error_text(event['error'])}", "Check the server's log.")
+                raise RemoteError(
+                    f"The server at {url} stopped with an error: {_error_text(event['error'])}",
+                    "Check the server's log.",
+                )
             if not event.get("choices"):
                 _apply_usage(stats, event)
                 continue  # servers send usage alone in a last event

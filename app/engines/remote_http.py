@@ -65,7 +65,9 @@ class Endpoint:
 class HttpCall:
     """One request on its own connection. A set `cancel` shuts the socket, which ends any blocked read."""
 
-    def __init__(self, endpoint: Endpoint, api_key: str | None, timeout_s: float, cancel: threading.Event | None = None) -> None:
+    def __init__(
+        self, endpoint: Endpoint, api_key: str | None, timeout_s: float, cancel: threading.Event | None = None
+    ) -> None:
         self._endpoint = endpoint
         self._api_key = api_key
         self._timeout_s = timeout_s
@@ -126,7 +128,9 @@ class HttpCall:
 
     def _watch(self) -> None:
         if self._cancel is not None:
-            threading.Thread(target=self._shut_on_cancel, args=(self._cancel,), name="remote-cancel", daemon=True).start()
+            threading.Thread(
+                target=self._shut_on_cancel, args=(self._cancel,), name="remote-cancel", daemon=True
+            ).start()
 
     def _shut_on_cancel(self, cancel: threading.Event) -> None:
         while not self._done.is_set():
@@ -154,9 +158,15 @@ def explain_failure(exc: BaseException, phase: str, url: str, timeout_s: float) 
             "It may be busy or still loading its model: try again, or check the server.",
         )
     if isinstance(exc, ssl.SSLError):
-        return RemoteError(f"The secure connection to {url} failed ({exc}).", "Check the address (http:// or https://) and the server's certificate.")
+        return RemoteError(
+            f"The secure connection to {url} failed ({exc}).",
+            "Check the address (http:// or https://) and the server's certificate.",
+        )
     if phase == "connect":
-        return RemoteError(f"Cannot reach the server at {url} ({exc}).", "Check that the server is running, and the address in Settings › Model.")
+        return RemoteError(
+            f"Cannot reach the server at {url} ({exc}).",
+            "Check that the server is running, and the address in Settings › Model.",
+        )
     when = "before answering" if phase == "wait" else "in the middle of the reply"
     return RemoteError(
         f"The server at {url} closed the connection {when} ({type(exc).__name__}).",
@@ -183,7 +193,9 @@ def check_status(response: http.client.HTTPResponse, url: str, has_key: bool) ->
             f"The server has no {url}, or not the model asked for (HTTP 404{said}).",
             "Check the base URL (it usually ends in /v1) and the remote model name in Settings › Model.",
         )
-    raise RemoteError(f"The server at {url} answered HTTP {status}{said}.", "Check the server's log; the reply could not be made.")
+    raise RemoteError(
+        f"The server at {url} answered HTTP {status}{said}.", "Check the server's log; the reply could not be made."
+    )
 
 
 def _error_detail(response: http.client.HTTPResponse) -> str:

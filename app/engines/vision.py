@@ -68,7 +68,9 @@ def check_projector(mmproj: Path, model_n_embd: int) -> None:
     """
     info = inspect_gguf(mmproj)  # missing, not a GGUF, truncated: already worded for people
     if info.architecture != "clip":
-        raise ModelError(f"{mmproj.name} is a '{info.architecture}' model, not a vision projector.", _NOT_A_PROJECTOR_HINT)
+        raise ModelError(
+            f"{mmproj.name} is a '{info.architecture}' model, not a vision projector.", _NOT_A_PROJECTOR_HINT
+        )
     if info.metadata.get("clip.has_vision_encoder") is not True:
         raise ModelError(f"{mmproj.name} has no vision encoder, so it cannot read pictures.", _NOT_A_PROJECTOR_HINT)
     kind = info.metadata.get("clip.projector_type")
@@ -192,7 +194,9 @@ class VisionEngine(LlamaCppEngine):
             return super().count_tokens(messages)
         return sum(len(ids) for _, ids in self._prompt_pieces(messages))
 
-    def _stream_locked(self, messages: Sequence[ChatMessage], settings: GenerationSettings, cancel: threading.Event) -> Iterator[str]:
+    def _stream_locked(
+        self, messages: Sequence[ChatMessage], settings: GenerationSettings, cancel: threading.Event
+    ) -> Iterator[str]:
         if not any(m.images for m in messages):
             yield from super()._stream_locked(messages, settings, cancel)
             return
@@ -264,16 +268,22 @@ class VisionEngine(LlamaCppEngine):
     def _placeholders(self, address: str, count: int) -> list[int]:
         code = self._codes.setdefault(address, len(self._codes) + 1)
         if code >= _MAX_CODES or count >= _MAX_IMAGE_TOKENS:
-            raise ModelError("Too many pictures for one model session.", "Reload the model (Settings › Model) to start afresh.")
+            raise ModelError(
+                "Too many pictures for one model session.", "Reload the model (Settings › Model) to start afresh."
+            )
         return [-(code * _MAX_IMAGE_TOKENS + i) - 1 for i in range(count)]
 
-    def _tokenize(self, text: str, addresses: Sequence[str], add_bos: bool | None = None) -> tuple[list[tuple[str, list[int]]], Any]:
+    def _tokenize(
+        self, text: str, addresses: Sequence[str], add_bos: bool | None = None
+    ) -> tuple[list[tuple[str, list[int]]], Any]:
         """mtmd's pieces of the prompt — ("text", tokens), and (address, placeholders) for each
         picture — and the native chunks behind them, which the caller frees."""
         with self._mtmd_lock:
             return self._tokenize_locked(text, addresses, add_bos)
 
-    def _tokenize_locked(self, text: str, addresses: Sequence[str], add_bos: bool | None) -> tuple[list[tuple[str, list[int]]], Any]:
+    def _tokenize_locked(
+        self, text: str, addresses: Sequence[str], add_bos: bool | None
+    ) -> tuple[list[tuple[str, list[int]]], Any]:
         mtmd = self._mtmd_api
         chunks = mtmd.mtmd_input_chunks_init()
         if chunks is None:
@@ -312,9 +322,13 @@ class VisionEngine(LlamaCppEngine):
 
     def _bitmap(self, address: str) -> Any:
         data = self._picture_bytes(address)
-        bitmap = self._mtmd_api.mtmd_helper_bitmap_init_from_buf(self._mtmd, (ctypes.c_uint8 * len(data)).from_buffer_copy(data), len(data), False)
+        bitmap = self._mtmd_api.mtmd_helper_bitmap_init_from_buf(
+            self._mtmd, (ctypes.c_uint8 * len(data)).from_buffer_copy(data), len(data), False
+        )
         if bitmap is None:
-            raise ImageError(f"The picture {address[:12]}… could not be decoded for the model.", "Attach the picture again.")
+            raise ImageError(
+                f"The picture {address[:12]}… could not be decoded for the model.", "Attach the picture again."
+            )
         return bitmap
 
     def _evaluate(self, pieces: list[tuple[str, list[int]]]) -> int:
@@ -324,7 +338,9 @@ class VisionEngine(LlamaCppEngine):
         """
         llm = self._llm
         wanted = [t for _, ids in pieces for t in ids]
-        common = min(self._cached_prefix(wanted), len(wanted) - 1)  # the last token is evaluated again: it gives the logits to sample from
+        common = min(
+            self._cached_prefix(wanted), len(wanted) - 1
+        )  # the last token is evaluated again: it gives the logits to sample from
         start = 0
         for kind, ids in pieces:  # a picture is reused whole or encoded again whole
             if start < common < start + len(ids) and kind != "text":
@@ -362,7 +378,10 @@ class VisionEngine(LlamaCppEngine):
         finally:
             mtmd.mtmd_input_chunks_free(chunks)
         if result != 0:
-            raise ModelError(f"The vision model could not encode a picture (error {result}).", "Try another picture, or check the projector file.")
+            raise ModelError(
+                f"The vision model could not encode a picture (error {result}).",
+                "Try another picture, or check the projector file.",
+            )
         self.images_encoded += 1
 
     @property

@@ -60,8 +60,12 @@ TICK_MS = 10  # the output's feeding interval
 
 _MIC_HINT = "Check that a microphone is connected, or choose another one in Settings ▸ Voice."
 _SPEAKER_HINT = "Check that speakers or headphones are connected, or choose another output in Settings ▸ Voice."
-_MIC_OPEN_HINT = "Check that it is plugged in and not in use by another program, or choose another microphone in Settings ▸ Voice."
-_SPEAKER_OPEN_HINT = "Check that it is plugged in and not in use by another program, or choose another output in Settings ▸ Voice."
+_MIC_OPEN_HINT = (
+    "Check that it is plugged in and not in use by another program, or choose another microphone in Settings ▸ Voice."
+)
+_SPEAKER_OPEN_HINT = (
+    "Check that it is plugged in and not in use by another program, or choose another output in Settings ▸ Voice."
+)
 
 _QT_ERRORS = {
     QtAudio.Error.OpenError: "the system refused to open it",
@@ -326,7 +330,10 @@ def check_microphone_permission() -> None:
     if status == Qt.PermissionStatus.Denied:
         raise VoiceError("Hearth is not allowed to use the microphone.", hint)
     app.requestPermission(permission, app, lambda _permission: None)  # the system shows its question
-    raise VoiceError("Hearth is asking for permission to use the microphone.", "Answer the system's question, then start voice again.")
+    raise VoiceError(
+        "Hearth is asking for permission to use the microphone.",
+        "Answer the system's question, then start voice again.",
+    )
 
 
 # ------------------------------------------------------------------ threads
@@ -719,7 +726,9 @@ class QtAudioInput:
                 return
             recent = np.concatenate([self._recent, samples])[-LEVEL_WINDOW:]
             self._recent = recent
-            self._level = dbfs(float(np.sqrt(np.mean(np.square(recent, dtype=np.float64))))) if len(recent) else SILENCE_DBFS
+            self._level = (
+                dbfs(float(np.sqrt(np.mean(np.square(recent, dtype=np.float64))))) if len(recent) else SILENCE_DBFS
+            )
             try:
                 sink(samples)
             except Exception as exc:
@@ -729,7 +738,9 @@ class QtAudioInput:
                 self._level = SILENCE_DBFS
                 if self._thread is not None:
                     self._thread.post(self._thread.release)
-                self._relay.error.emit(VoiceError(f"Listening failed: {exc}", "Try again; if it keeps failing, restart Hearth."))
+                self._relay.error.emit(
+                    VoiceError(f"Listening failed: {exc}", "Try again; if it keeps failing, restart Hearth.")
+                )
 
     def _failed(self, session: int, error: VoiceError) -> None:
         with self._lock:

@@ -207,7 +207,9 @@ class ChatController(QObject):
         if cid is None:
             self.contextUsage.emit(0, session.engine.info.n_ctx)
             return
-        self.runner.submit("llm", self._exclusively, session.context_usage, cid).then(lambda usage: self._usage(cid, usage))
+        self.runner.submit("llm", self._exclusively, session.context_usage, cid).then(
+            lambda usage: self._usage(cid, usage)
+        )
 
     def _usage(self, cid: int, usage: tuple[int, int]) -> None:
         if cid == self.current:
@@ -313,7 +315,9 @@ class ChatController(QObject):
     def stop(self) -> None:
         self._cancel.set()
 
-    def _run_turn(self, make: Callable[[ChatSession, threading.Event], Iterator[TurnEvent]], reopen: bool = False) -> None:
+    def _run_turn(
+        self, make: Callable[[ChatSession, threading.Event], Iterator[TurnEvent]], reopen: bool = False
+    ) -> None:
         self._cancel = cancel = threading.Event()
         cid = self.current
 
@@ -321,7 +325,9 @@ class ChatController(QObject):
             with self.engine_lock:  # a spoken turn may be finishing: wait for it, off the GUI thread
                 session = self.session
                 if session is None:
-                    raise ModelError("No model is loaded.", "Choose a model in Settings › Model, or check the message above.")
+                    raise ModelError(
+                        "No model is loaded.", "Choose a model in Settings › Model, or check the message above."
+                    )
                 events = make(session, cancel)
                 yield from with_reopen(session.store, cid, events) if reopen and cid is not None else events
 

@@ -38,7 +38,9 @@ def fit_thumbnail(image: QImage, ratio: float) -> QImage:
     width, height = display_size(image.width(), image.height())
     target_w, target_h = round(width * ratio), round(height * ratio)
     if (target_w, target_h) != (image.width(), image.height()) and target_w < image.width():
-        image = image.scaled(target_w, target_h, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation)
+        image = image.scaled(
+            target_w, target_h, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation
+        )
     image.setDevicePixelRatio(ratio)
     return image
 
@@ -58,7 +60,9 @@ def _cell(message_id: int, index: int, attachment: Attachment, thumbnails: Thumb
     path = thumbnails.path_for(attachment.sha256) if thumbnails is not None else None
     if path is not None and path.is_file():
         width, height = display_size(attachment.width, attachment.height)
-        src = html.escape(QUrl.fromLocalFile(str(path)).toString(QUrl.ComponentFormattingOption.FullyEncoded), quote=True)
+        src = html.escape(
+            QUrl.fromLocalFile(str(path)).toString(QUrl.ComponentFormattingOption.FullyEncoded), quote=True
+        )
         picture = f"<img src='{src}' width='{width}' height='{height}' alt='{name}'>"
     else:
         picture = "<span style='color:gray'>[picture missing]</span>"
@@ -70,18 +74,24 @@ def _cell(message_id: int, index: int, attachment: Attachment, thumbnails: Thumb
 
 def _reading_html(message_id: int, attachments: list[Attachment], reading: bool) -> str:
     href = f"{ACTION_SCHEME}:read:{message_id}"
-    toggle = f"<p style='font-size:small; margin-top:2px'><a href='{href}'>{'▾' if reading else '▸'} What was read</a></p>"
+    toggle = (
+        f"<p style='font-size:small; margin-top:2px'><a href='{href}'>{'▾' if reading else '▸'} What was read</a></p>"
+    )
     if not reading:
         return toggle
     parts = [toggle]
     for attachment in attachments:
         facts = f"{attachment.width}×{attachment.height} {attachment.format}"
-        parts.append(f"<p style='font-size:small; margin-bottom:0'><b>{html.escape(attachment.name)}</b> · {html.escape(facts)}</p>")
+        parts.append(
+            f"<p style='font-size:small; margin-bottom:0'><b>{html.escape(attachment.name)}</b> · {html.escape(facts)}</p>"
+        )
         text = attachment.ocr_text.strip()
         if text:
             parts.append(f"<pre style='white-space:pre-wrap; margin-top:2px'>{html.escape(text)}</pre>")
         else:
-            parts.append("<p style='font-size:small; color:gray; margin-top:2px'>No text was found in this picture.</p>")
+            parts.append(
+                "<p style='font-size:small; color:gray; margin-top:2px'>No text was found in this picture.</p>"
+            )
     return "".join(parts)
 
 

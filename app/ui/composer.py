@@ -93,7 +93,9 @@ class Composer(QWidget):
         self.editor = _Editor(self)
         self.editor.setPlaceholderText("Message Hearth — Enter to send, Shift+Enter for a new line")
         self.editor.setAccessibleName("Message")
-        self.editor.setAccessibleDescription("Type a message. Enter sends, Shift+Enter adds a line, Escape stops a reply.")
+        self.editor.setAccessibleDescription(
+            "Type a message. Enter sends, Shift+Enter adds a line, Escape stops a reply."
+        )
         self.editor.setTabChangesFocus(True)
         self.editor.setMaximumHeight(140)
         self.editor.submit.connect(self._submit)
@@ -202,7 +204,6 @@ class Composer(QWidget):
             self.stopRequested.emit()
         elif self.editing_id is not None:
             self.leave_edit_mode()
-
 
     # -- pictures -------------------------------------------------------------------------
 

@@ -157,8 +157,12 @@ class MainWindow(QMainWindow):
 
     def _build_menu(self) -> None:
         chat = self.menuBar().addMenu("&Chat")
-        self.new_action = self._action(chat, "&New conversation", QKeySequence.StandardKey.New, lambda: self.controller.open_conversation(None))
-        self.regenerate_action = self._action(chat, "&Regenerate reply", QKeySequence("Ctrl+R"), lambda: self.voice.when_idle(self.controller.regenerate))
+        self.new_action = self._action(
+            chat, "&New conversation", QKeySequence.StandardKey.New, lambda: self.controller.open_conversation(None)
+        )
+        self.regenerate_action = self._action(
+            chat, "&Regenerate reply", QKeySequence("Ctrl+R"), lambda: self.voice.when_idle(self.controller.regenerate)
+        )
         self.stop_action = self._action(chat, "&Stop reply", None, self._stop_reply)
         self._action(chat, "&Find in conversations", QKeySequence.StandardKey.Find, self._focus_search)
         self._action(chat, "&Export conversation…", QKeySequence("Ctrl+E"), self._export_current)
@@ -254,9 +258,13 @@ class MainWindow(QMainWindow):
         gpu = f", {info.gpu_layers} layers on GPU" if info.gpu_layers else ""
         fallback = f" (GPU not used: {info.fallback_reason})" if info.fallback_reason else ""
         self.model_label.setText(f"{info.model_name} · {info.backend}{gpu}{fallback} · ready")
-        self.model_label.setToolTip(f"Model {info.model_id}; chat format {info.chat_format}; context {info.n_ctx} tokens")
+        self.model_label.setToolTip(
+            f"Model {info.model_id}; chat format {info.chat_format}; context {info.n_ctx} tokens"
+        )
         if info.fallback_reason:  # peers fall back to the CPU silently; say why, and what to change
-            self.message_bar.show_notice(f"{info.model_name} runs on the CPU: {info.fallback_reason}.", info.fallback_hint)
+            self.message_bar.show_notice(
+                f"{info.model_name} runs on the CPU: {info.fallback_reason}.", info.fallback_hint
+            )
 
     def _on_engine_failed(self, message: str, hint: str) -> None:
         self.load_progress.hide()
@@ -359,7 +367,9 @@ class MainWindow(QMainWindow):
             self.controller.delete(conversation_id)
 
     def _export(self, conversation_id: int) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export conversation", "conversation.md", "Markdown (*.md);;JSON (*.json)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export conversation", "conversation.md", "Markdown (*.md);;JSON (*.json)"
+        )
         if path:
             self.controller.export(conversation_id, Path(path))
 
@@ -377,7 +387,10 @@ class MainWindow(QMainWindow):
     def _edit_instructions(self, conversation: Any) -> None:
         current = conversation.system_prompt or ""
         text, ok = QInputDialog.getMultiLineText(
-            self, "Conversation instructions", "Instructions for this conversation (leave empty to use the default):", current
+            self,
+            "Conversation instructions",
+            "Instructions for this conversation (leave empty to use the default):",
+            current,
         )
         if ok:
             self.controller.set_instructions(conversation.id, text.strip() or None)
@@ -412,7 +425,9 @@ class MainWindow(QMainWindow):
         if change is None:
             return False
         job = self.controller.runner.submit("llm", change.apply)
-        job.then(self._on_api_key_saved).fail(lambda e: self.message_bar.show_notice("The API key could not be saved.", str(e)))
+        job.then(self._on_api_key_saved).fail(
+            lambda e: self.message_bar.show_notice("The API key could not be saved.", str(e))
+        )
         return new.engine == "remote" and all(getattr(new, k) == getattr(old, k) for k in RELOAD_KEYS)
 
     def _on_api_key_saved(self, saved: Saved | None) -> None:

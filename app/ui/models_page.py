@@ -179,7 +179,13 @@ class ModelsPage(QDialog):
         self.cancel_button = self._button("Cancel download", self._cancel)
         self.use_button = self._button("&Use this model", self._use)
         self.remove_button = self._button("Re&move…", self._confirm_remove)
-        for button in (self.download_button, self.resume_button, self.pause_button, self.cancel_button, self.use_button):
+        for button in (
+            self.download_button,
+            self.resume_button,
+            self.pause_button,
+            self.cancel_button,
+            self.use_button,
+        ):
             row.addWidget(button)
         row.addStretch(1)
         row.addWidget(self.remove_button)
@@ -373,7 +379,13 @@ class ModelsPage(QDialog):
 
     def _show_buttons(self, row: ModelRow | None) -> None:
         if row is None:
-            for button in (self.download_button, self.resume_button, self.pause_button, self.cancel_button, self.use_button):
+            for button in (
+                self.download_button,
+                self.resume_button,
+                self.pause_button,
+                self.cancel_button,
+                self.use_button,
+            ):
                 button.hide()
             self.remove_button.setEnabled(False)
             return
@@ -381,7 +393,9 @@ class ModelsPage(QDialog):
         idle, running = job is None, job is not None and job.phase in ("waiting", "running")
         self.download_button.setVisible(idle and not row.here and not row.resumable)
         self.download_button.setEnabled(not row.imported)
-        self.download_button.setToolTip("Copies it out of the installed package; nothing is downloaded." if row.packaged else "")
+        self.download_button.setToolTip(
+            "Copies it out of the installed package; nothing is downloaded." if row.packaged else ""
+        )
         self.resume_button.setVisible(idle and row.resumable)
         self.pause_button.setVisible(running and row.entry.source.type == "url")  # only a URL download can resume
         self.cancel_button.setVisible(running or (idle and row.resumable))
@@ -428,7 +442,9 @@ class ModelsPage(QDialog):
         if key == IMPORT_JOB:
             job = self.jobs.job(key)
             if job is not None and job.report is not None:
-                self._show_notice(f"Importing: {_stage_text(job)} {percent(job.report.done, job.report.total)}", "", INFO_STYLE)
+                self._show_notice(
+                    f"Importing: {_stage_text(job)} {percent(job.report.done, job.report.total)}", "", INFO_STYLE
+                )
             return
         item = self.items.get(key)
         if item is not None:
@@ -453,7 +469,9 @@ class ModelsPage(QDialog):
         self._on_ended(key)
 
     def _on_imported(self, entry: ModelEntry) -> None:
-        self._show_notice(f"Imported {entry.name}.", "Choose it below and press Use this model to chat with it.", INFO_STYLE)
+        self._show_notice(
+            f"Imported {entry.name}.", "Choose it below and press Use this model to chat with it.", INFO_STYLE
+        )
         self._select_after_refresh = entry.id
         self.libraryChanged.emit()
         self.refresh()

@@ -37,8 +37,10 @@ def load_fitted(store: ImageStore, sha256: str, bound: QSize) -> QImage:
         reader.setScaledSize(size.scaled(bound, Qt.AspectRatioMode.KeepAspectRatio))
     image = reader.read()
     if image.isNull():
-        raise ImageError(f"The picture could not be opened ({reader.errorString()}).",
-                         "It may be damaged in Hearth's data folder; attach the picture again.")
+        raise ImageError(
+            f"The picture could not be opened ({reader.errorString()}).",
+            "It may be damaged in Hearth's data folder; attach the picture again.",
+        )
     return image
 
 
@@ -46,7 +48,9 @@ class PictureDialog(QDialog):
     loaded = Signal()  # the picture is on screen
     failed = Signal(str)
 
-    def __init__(self, attachment: Attachment, store: ImageStore, runner: Runner, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, attachment: Attachment, store: ImageStore, runner: Runner, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.attachment = attachment
         self.image: QImage | None = None

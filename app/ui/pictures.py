@@ -92,7 +92,9 @@ def encoded(source: PictureSource | Picture) -> ImageSource:
     buffer = QBuffer(data)
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
     if not source.save(buffer, "PNG"):  # type: ignore[call-overload]  # the stubs say bytes; Qt takes str
-        raise ImageError("The pasted picture could not be read.", "Copy it again, or save it as a file and attach that.")
+        raise ImageError(
+            "The pasted picture could not be read.", "Copy it again, or save it as a file and attach that."
+        )
     buffer.close()
     return bytes(data.data())
 

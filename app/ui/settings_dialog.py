@@ -264,7 +264,9 @@ class SettingsDialog(QDialog):
         page = QWidget()
         form = QFormLayout(page)
         self._multilingual = {m.id for m in speech_models if m.kind == "stt" and m.multilingual}
-        self.stt_model = _choices("Speech recognition model", [(m.id, m.name) for m in speech_models if m.kind == "stt"], v.stt_model_id)
+        self.stt_model = _choices(
+            "Speech recognition model", [(m.id, m.name) for m in speech_models if m.kind == "stt"], v.stt_model_id
+        )
         self.language = _choices("Spoken language", list(LANGUAGES), v.language)
         self.voice = _choices("Voice", [(m.id, m.name) for m in speech_models if m.kind == "tts"], v.voice_id)
         self.speaking_rate = _dspin(0.5, 2.0, 0.1, v.speaking_rate, "Speaking rate")
@@ -302,7 +304,11 @@ class SettingsDialog(QDialog):
         self.language.setToolTip("" if multilingual else "This speech model understands English only")
 
     def _on_tab(self, index: int) -> None:
-        if self.tabs.widget(index) is self._voice_page and self._device_list is None and self._device_source is not None:
+        if (
+            self.tabs.widget(index) is self._voice_page
+            and self._device_list is None
+            and self._device_source is not None
+        ):
             self._device_list = self._device_source()
             self._device_list.changed.connect(self._fill_devices)
             self._fill_devices()

@@ -174,7 +174,9 @@ def _photo(folder: Path) -> Path:
     from PIL import Image, ImageDraw, ImageFont
 
     picture = Image.linear_gradient("L").resize((4000, 3000)).convert("RGB")
-    ImageDraw.Draw(picture).text((200, 200), "Table for four at 8 pm", fill=(255, 255, 255), font=ImageFont.load_default(160))
+    ImageDraw.Draw(picture).text(
+        (200, 200), "Table for four at 8 pm", fill=(255, 255, 255), font=ImageFont.load_default(160)
+    )
     path = folder / "photo.jpg"
     folder.mkdir(parents=True, exist_ok=True)
     picture.save(path, format="JPEG", quality=90)

@@ -188,7 +188,9 @@ class _WindowTurns:
     Pictures waiting in the composer when the user asks aloud go with the spoken message, as they
     would with a typed one; the composer lets go of them once the message is stored."""
 
-    def __init__(self, chat: ChatController, observe: Callable[[Message | Any], None], waiting: _WaitingPictures | None = None) -> None:
+    def __init__(
+        self, chat: ChatController, observe: Callable[[Message | Any], None], waiting: _WaitingPictures | None = None
+    ) -> None:
         self._chat = chat
         self._observe = observe
         self._waiting = waiting or _WaitingPictures()
@@ -197,7 +199,10 @@ class _WindowTurns:
     def _session(self) -> ChatSession:
         session = self._chat.session
         if session is None:
-            raise ModelError("No model is loaded, so Hearth cannot answer.", "Wait for the model to load, or choose one in Settings › Model.")
+            raise ModelError(
+                "No model is loaded, so Hearth cannot answer.",
+                "Wait for the model to load, or choose one in Settings › Model.",
+            )
         return session
 
     def respond(self, text: str, cancel: threading.Event, meta: dict[str, object] | None = None) -> Iterator[str]:
@@ -258,7 +263,9 @@ class VoiceController(QObject):
     picturesUsed = Signal(list)  # pictures from the composer that went with a spoken message
     _relay = Signal(object, object)  # (session, loop event | turn item | device error), from any thread
 
-    def __init__(self, chat: ChatController, devices: DeviceFactory | None = None, parent: QObject | None = None) -> None:
+    def __init__(
+        self, chat: ChatController, devices: DeviceFactory | None = None, parent: QObject | None = None
+    ) -> None:
         super().__init__(parent)
         self._chat = chat
         self._devices = devices or qt_devices
@@ -375,7 +382,10 @@ class VoiceController(QObject):
         """A device in use was unplugged (`AudioDevices.lost`): say so and turn voice off."""
         if self._session is not None:
             what = "microphone" if kind == "input" else "speaker"
-            self._fail(f"The {what} “{description}” was disconnected.", "Connect it again, or choose another one in Settings › Voice, then turn voice on.")
+            self._fail(
+                f"The {what} “{description}” was disconnected.",
+                "Connect it again, or choose another one in Settings › Voice, then turn voice on.",
+            )
 
     def when_idle(self, action: Callable[[], None]) -> None:
         """Run a typed action once no spoken reply is under way, interrupting one that is."""
@@ -430,7 +440,12 @@ class VoiceController(QObject):
             devices.open()
             turns = _WindowTurns(self._chat, lambda item: self._relay.emit(session, item), self._waiting)
             session.loop = VoiceLoop(
-                devices.mic, devices.speaker, stt, voice, turns, session.settings,
+                devices.mic,
+                devices.speaker,
+                stt,
+                voice,
+                turns,
+                session.settings,
                 lambda event: self._on_loop_event(session, event),
             )
             with self._sessions_lock:

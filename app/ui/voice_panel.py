@@ -249,7 +249,9 @@ class VoicePanel(QWidget):
 
         self.talk = QPushButton("Hold to talk", self)
         self.talk.setAccessibleName("Push to talk")
-        self.talk.setAccessibleDescription(f"Hold this button, or hold {TALK_KEYS}, while you speak; let go when you are done.")
+        self.talk.setAccessibleDescription(
+            f"Hold this button, or hold {TALK_KEYS}, while you speak; let go when you are done."
+        )
         self.talk.setToolTip(f"Hold while you speak (or hold {TALK_KEYS})")
         self.talk.pressed.connect(lambda: self.talkRequested.emit(True))
         self.talk.released.connect(lambda: self.talkRequested.emit(False))
@@ -335,7 +337,11 @@ class VoicePanel(QWidget):
         elif state == "loading":
             text, hint = "Getting the speech models ready", True
         elif state == "listening":
-            text = f"Hold {TALK_KEYS} or the button to talk" if self._mode == "push-to-talk" else "Speak any time — you can interrupt Hearth"
+            text = (
+                f"Hold {TALK_KEYS} or the button to talk"
+                if self._mode == "push-to-talk"
+                else "Speak any time — you can interrupt Hearth"
+            )
             hint = True
         else:
             text, hint = "", False
@@ -350,4 +356,3 @@ class VoicePanel(QWidget):
         super().changeEvent(event)
         if event.type() == QEvent.Type.PaletteChange:
             self._refresh()
-

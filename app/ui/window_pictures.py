@@ -59,7 +59,10 @@ class WindowPictures(QObject):
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
         if watched is not self.window:
             return False
-        if isinstance(event, QDragEnterEvent | QDragMoveEvent) and event.type() in (QEvent.Type.DragEnter, QEvent.Type.DragMove):
+        if isinstance(event, QDragEnterEvent | QDragMoveEvent) and event.type() in (
+            QEvent.Type.DragEnter,
+            QEvent.Type.DragMove,
+        ):
             if offers_pictures(event.mimeData()):
                 event.acceptProposedAction()
                 return True

@@ -158,7 +158,9 @@ class FileInput:
     wall-clock time at which a given sample was delivered (for measuring from the audio itself).
     """
 
-    def __init__(self, samples: Samples, *, realtime: bool = True, chunk: int = FRAME, tail_s: float = 1.5, name: str = "file") -> None:
+    def __init__(
+        self, samples: Samples, *, realtime: bool = True, chunk: int = FRAME, tail_s: float = 1.5, name: str = "file"
+    ) -> None:
         self.name = name
         self._samples = np.concatenate([samples.astype(np.float32), np.zeros(int(tail_s * RATE), np.float32)])
         self._realtime = realtime
@@ -224,7 +226,9 @@ class RecordingOutput:
     "sounded". A device thread moves 10 ms at a time, as a sound card would.
     """
 
-    def __init__(self, name: str = "recording", realtime: bool = True, loud: float = 0.01, reference: ReferenceTap | None = None) -> None:
+    def __init__(
+        self, name: str = "recording", realtime: bool = True, loud: float = 0.01, reference: ReferenceTap | None = None
+    ) -> None:
         self.name = name
         self._loud = loud
         self.first_loud: int | None = None  # timeline index of the first sample louder than `loud`

@@ -47,9 +47,13 @@ def load_audio(path: Path | str) -> Samples:
     try:
         container = av.open(str(path))
     except av.FFmpegError as exc:
-        raise AudioError(f"{path} is not an audio file Hearth can read ({_ffmpeg_reason(exc)}).", _FORMATS_HINT) from exc
+        raise AudioError(
+            f"{path} is not an audio file Hearth can read ({_ffmpeg_reason(exc)}).", _FORMATS_HINT
+        ) from exc
     except OSError as exc:
-        raise AudioError(f"{path} cannot be opened: {exc.strerror or exc}.", "Check that the file is readable.") from exc
+        raise AudioError(
+            f"{path} cannot be opened: {exc.strerror or exc}.", "Check that the file is readable."
+        ) from exc
     try:
         if not container.streams.audio:
             raise AudioError(f"{path} is not an audio file: it holds no sound.", _FORMATS_HINT)
@@ -57,7 +61,10 @@ def load_audio(path: Path | str) -> Samples:
     finally:
         container.close()
     if len(samples) == 0:
-        raise AudioError(f"{path} contains no audio samples: the recording is zero seconds long.", "Record again, or pick another file.")
+        raise AudioError(
+            f"{path} contains no audio samples: the recording is zero seconds long.",
+            "Record again, or pick another file.",
+        )
     return samples
 
 
@@ -67,7 +74,9 @@ def _check_file(path: Path) -> None:
     except FileNotFoundError:
         raise AudioError(f"The audio file {path} does not exist.", "Check the path and the file name.") from None
     except OSError as exc:
-        raise AudioError(f"The audio file {path} cannot be read: {exc.strerror or exc}.", "Check the path and its permissions.") from exc
+        raise AudioError(
+            f"The audio file {path} cannot be read: {exc.strerror or exc}.", "Check the path and its permissions."
+        ) from exc
     if path.is_dir():
         raise AudioError(f"{path} is a folder, not an audio file.", "Give the path of one recording.")
     if stat.st_size == 0:
@@ -243,7 +252,9 @@ class WavWriter:
         try:
             fd, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=folder)
         except OSError as exc:
-            raise AudioError(f"Cannot write in {folder}: {exc.strerror or exc}.", "Choose a folder you can write to.") from exc
+            raise AudioError(
+                f"Cannot write in {folder}: {exc.strerror or exc}.", "Choose a folder you can write to."
+            ) from exc
         self._temp = Path(temp)
         self._file = os.fdopen(fd, "wb")
         self._wav: wave.Wave_write | None = wave.open(self._file, "wb")
@@ -271,7 +282,10 @@ class WavWriter:
             os.replace(self._temp, self.path)
         except OSError as exc:
             self.discard()
-            raise AudioError(f"Cannot write {self.path}: {exc.strerror or exc}.", "Check the free disk space and the folder's permissions.") from exc
+            raise AudioError(
+                f"Cannot write {self.path}: {exc.strerror or exc}.",
+                "Check the free disk space and the folder's permissions.",
+            ) from exc
         finally:
             self._wav = None
         return self.path
@@ -302,11 +316,16 @@ def check_output_path(path: Path) -> Path:
     """The folder a new file at `path` goes into; AudioError when no file can be written there."""
     folder = path.parent
     if not folder.is_dir():
-        raise AudioError(f"Cannot write {path}: the folder {folder} does not exist.", "Create the folder first, or choose another output path.")
+        raise AudioError(
+            f"Cannot write {path}: the folder {folder} does not exist.",
+            "Create the folder first, or choose another output path.",
+        )
     if path.is_dir():
         raise AudioError(f"Cannot write {path}: it is a folder.", "Give a file name ending in .wav.")
     if not os.access(folder, os.W_OK):
-        raise AudioError(f"Cannot write {path}: the folder {folder} is not writable.", "Choose a folder you can write to.")
+        raise AudioError(
+            f"Cannot write {path}: the folder {folder} is not writable.", "Choose a folder you can write to."
+        )
     return folder
 
 

@@ -54,7 +54,10 @@ def bench_voice(model_path: Path, folder: Path, utterances: int = 10) -> list[An
     session = _session(folder, model_path, settings)
     questions = piper_utterances(models.voice, QUESTIONS[:utterances], rates=(1.0,))
     try:
-        figures = [_round_trip(session, models, questions, settings), _barge_in(session, models, questions[:5], settings)]
+        figures = [
+            _round_trip(session, models, questions, settings),
+            _barge_in(session, models, questions[:5], settings),
+        ]
         figures += _speech_rates(models)
     finally:
         session.engine.close()
@@ -89,7 +92,12 @@ def _barge_in(session: Any, models: Any, questions: list[Any], settings: Any) ->
     interrupter = piper_utterances(models.voice, ["Wait, stop please."])[0]
     for utterance in questions:
         report = run_recorded_turn(
-            session, models, utterance.samples, settings.voice, echo=True, interrupt_with=interrupter.samples[int(0.4 * RATE) :]
+            session,
+            models,
+            utterance.samples,
+            settings.voice,
+            echo=True,
+            interrupt_with=interrupter.samples[int(0.4 * RATE) :],
         )
         if report.barge_in_s is not None:
             cuts.append(report.barge_in_s * 1000)
@@ -117,7 +125,14 @@ def _speech_rates(models: Any) -> list[Any]:
         tts_time += time.perf_counter() - started
         tts_audio += samples / models.voice.sample_rate
     return [
-        Figure("stt_wer", float(np.mean(errors)), 0.05, "lower", "", {"sentences": float(len(errors)), "worst": max(errors)}),
+        Figure(
+            "stt_wer",
+            float(np.mean(errors)),
+            0.05,
+            "lower",
+            "",
+            {"sentences": float(len(errors)), "worst": max(errors)},
+        ),
         Figure("stt_rtf", stt_audio / stt_time, 1.0, "higher", "x", {"audio_s": stt_audio, "compute_s": stt_time}),
         Figure("tts_rtf", tts_audio / tts_time, 1.0, "higher", "x", {"audio_s": tts_audio, "compute_s": tts_time}),
     ]

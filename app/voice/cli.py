@@ -31,7 +31,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     transcribe.add_argument("audio", type=Path, help="a recording: WAV, FLAC, MP3, Ogg, …")
     transcribe.add_argument("--json", action="store_true", help="print one JSON object with timings and segments")
     transcribe.add_argument("--model", help="speech recognition model id from `hearth models list`")
-    transcribe.add_argument("--language", help="spoken language for multilingual models (en, de, fr, …; default: the setting)")
+    transcribe.add_argument(
+        "--language", help="spoken language for multilingual models (en, de, fr, …; default: the setting)"
+    )
 
     say = sub.add_parser("say", help="speak text into a WAV file")
     say.add_argument("text", help='the text to speak; "-" reads it from standard input')
@@ -78,19 +80,29 @@ def transcribe(args: argparse.Namespace) -> int:
         print(f"warning: {entry.id} understands English only; --language {args.language} is ignored.", file=sys.stderr)
     result = transcriber.transcribe(audio)
     if args.json:
-        print(json.dumps({
-            "text": result.text,
-            "language": result.language,
-            "duration_s": round(result.duration_s, 3),
-            "elapsed_s": round(result.elapsed_s, 3),
-            "rtf": round(result.rtf, 4),
-            "model": entry.id,
-            "device": transcriber.device,
-            "segments": [
-                {"start": s.start, "end": s.end, "text": s.text, "no_speech_prob": round(s.no_speech_prob, 4), "avg_logprob": round(s.avg_logprob, 4)}
-                for s in result.segments
-            ],
-        }))
+        print(
+            json.dumps(
+                {
+                    "text": result.text,
+                    "language": result.language,
+                    "duration_s": round(result.duration_s, 3),
+                    "elapsed_s": round(result.elapsed_s, 3),
+                    "rtf": round(result.rtf, 4),
+                    "model": entry.id,
+                    "device": transcriber.device,
+                    "segments": [
+                        {
+                            "start": s.start,
+                            "end": s.end,
+                            "text": s.text,
+                            "no_speech_prob": round(s.no_speech_prob, 4),
+                            "avg_logprob": round(s.avg_logprob, 4),
+                        }
+                        for s in result.segments
+                    ],
+                }
+            )
+        )
     else:
         print(result.text)
     return 0
@@ -103,7 +115,9 @@ def say(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.text == "-" else args.text
     if next(split_for_speech(text), None) is None:
         raise VoiceError(
-            "There is nothing to say: the text is empty." if not text.strip() else "There is nothing to say: the text has no words.",
+            "There is nothing to say: the text is empty."
+            if not text.strip()
+            else "There is nothing to say: the text has no words.",
             'Give the text to speak as an argument, or "-" to read it from standard input.',
         )
     check_output_path(args.output)
@@ -120,18 +134,24 @@ def say(args: argparse.Namespace) -> int:
         for chunk in voice.synthesize(text):
             writer.write(chunk)
         if writer.samples_written == 0:
-            raise VoiceError("There is nothing to say: the voice produced no sound for this text.", "Give text with words in it.")
+            raise VoiceError(
+                "There is nothing to say: the voice produced no sound for this text.", "Give text with words in it."
+            )
     elapsed = time.monotonic() - started
     if args.json:
         duration = writer.duration_s
-        print(json.dumps({
-            "path": str(args.output.resolve()),
-            "duration_s": round(duration, 3),
-            "elapsed_s": round(elapsed, 3),
-            "rtf": round(elapsed / duration, 4) if duration else 0.0,
-            "sample_rate": voice.sample_rate,
-            "voice": entry.id,
-        }))
+        print(
+            json.dumps(
+                {
+                    "path": str(args.output.resolve()),
+                    "duration_s": round(duration, 3),
+                    "elapsed_s": round(elapsed, 3),
+                    "rtf": round(elapsed / duration, 4) if duration else 0.0,
+                    "sample_rate": voice.sample_rate,
+                    "voice": entry.id,
+                }
+            )
+        )
     return 0
 
 
@@ -150,4 +170,3 @@ def _entry(profile: Profile, model_id: str, kind: str, what: str) -> ModelEntry:
         choices = ", ".join(e.id for e in profile.library.entries() if e.kind == kind) or "none"
         raise ModelError(f"'{model_id}' is a {entry.kind} model, not a {what}.", f"Choose one of: {choices}.")
     return entry
-

@@ -421,7 +421,10 @@ class VoiceLoop:
 
     def _begin_turn(self, onset_windows: int) -> None:
         log.debug(
-            "speech onset (%s; echo %s: %s)", self._state.value, "absent" if self._echo_path.absent() else "possible", self._echo_path
+            "speech onset (%s; echo %s: %s)",
+            self._state.value,
+            "absent" if self._echo_path.absent() else "possible",
+            self._echo_path,
         )
         carried: list[Future[str]] = []
         carried_s = 0.0
@@ -578,7 +581,10 @@ class VoiceLoop:
             try:
                 text = future.result()
             except Exception as exc:
-                raise HearthError(f"Speech recognition failed: {exc}", "Try again; if it keeps failing, pick another speech model in Settings › Voice.") from exc
+                raise HearthError(
+                    f"Speech recognition failed: {exc}",
+                    "Try again; if it keeps failing, pick another speech model in Settings › Voice.",
+                ) from exc
             if future in turn.carried and text:
                 earlier.append(text)
         turn.timings.stt_s = time.monotonic() - started
@@ -590,7 +596,9 @@ class VoiceLoop:
         speak = self.settings.speak_replies and self.voice is not None
         speaker_thread = None
         if speak:
-            speaker_thread = threading.Thread(target=self._speak, args=(turn, audio_q), name="hearth-voice-tts", daemon=True)
+            speaker_thread = threading.Thread(
+                target=self._speak, args=(turn, audio_q), name="hearth-voice-tts", daemon=True
+            )
             speaker_thread.start()
         meta: dict[str, object] = {"voice": {"audio_s": round(turn.total_s, 2), "stt_s": round(turn.timings.stt_s, 3)}}
         try:
@@ -648,7 +656,9 @@ class VoiceLoop:
             except Exception as exc:
                 turn.first_audio_ready.set()
                 log.exception("speech synthesis failed")
-                self._emit(Problem(HearthError(f"Speech synthesis failed: {exc}", "Check the voice in Settings › Voice.")))
+                self._emit(
+                    Problem(HearthError(f"Speech synthesis failed: {exc}", "Check the voice in Settings › Voice."))
+                )
 
     def _finish(self, turn: _Turn) -> None:
         # Wait for the last sentence to finish playing before listening again.
@@ -663,7 +673,11 @@ class VoiceLoop:
                 self.turns.cut(turn.heard_cut, turn.cut_by)
             except HearthError as exc:
                 self._emit(Problem(exc))
-        self._emit(TurnDone(turn.timings, interrupted=turn.heard_cut is not None and turn.responding, carried_on=turn.carried_on))
+        self._emit(
+            TurnDone(
+                turn.timings, interrupted=turn.heard_cut is not None and turn.responding, carried_on=turn.carried_on
+            )
+        )
         if current and self._thread is not None and self._turn is None:
             self._set_state(VoiceState.LISTENING)
 

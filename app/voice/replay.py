@@ -172,7 +172,9 @@ def run_recorded_turn(
     speaker.start()
     loop.start()
     try:
-        first_audio, onset = _drive(source, speaker, recording, interrupt_with, max_reply_audio_s, fast_reply, loop, done, timeout_s, report)
+        first_audio, onset = _drive(
+            source, speaker, recording, interrupt_with, max_reply_audio_s, fast_reply, loop, done, timeout_s, report
+        )
     finally:
         loop.close()
         speaker.close()
@@ -206,8 +208,14 @@ def _drive(
     onset: float | None = None
     while not done.wait(0.01):
         if time.monotonic() > deadline:
-            raise VoiceError("The voice turn did not finish in time.", "Check the log file for what the loop was doing.")
-        if loop.state == VoiceState.LISTENING and source.delivered > len(recording) + QUIET_AFTER_S * RATE and not report.states[1:]:
+            raise VoiceError(
+                "The voice turn did not finish in time.", "Check the log file for what the loop was doing."
+            )
+        if (
+            loop.state == VoiceState.LISTENING
+            and source.delivered > len(recording) + QUIET_AFTER_S * RATE
+            and not report.states[1:]
+        ):
             report.problems.append("No speech was heard.")
             return None, None
         if first_audio is None:
@@ -219,14 +227,23 @@ def _drive(
             at = source.delivered + int(0.05 * RATE)  # a little ahead of the reader
             source.splice(at, interrupt_with)
             onset = source.sample_time(at + speech_bounds(interrupt_with)[0])
-        if max_reply_audio_s is not None and time.monotonic() >= first_audio + max_reply_audio_s and interrupt_with is None:
+        if (
+            max_reply_audio_s is not None
+            and time.monotonic() >= first_audio + max_reply_audio_s
+            and interrupt_with is None
+        ):
             loop.interrupt()
             max_reply_audio_s = None
     return first_audio or _first_audible(speaker), onset
 
 
 def _measure(
-    report: TurnReport, source: FileInput, speaker: RecordingOutput, recording: Samples, first_audio: float | None, onset: float | None
+    report: TurnReport,
+    source: FileInput,
+    speaker: RecordingOutput,
+    recording: Samples,
+    first_audio: float | None,
+    onset: float | None,
 ) -> None:
     """Round trip, stage times and barge-in delay, from the true end of speech in the recording."""
     if source.started_at is None:
@@ -301,7 +318,10 @@ def voice_turn_command(audio: Path, output: Path | None, conversation_id: int | 
         print(f"you said: {report.heard or '(nothing heard)'}")
         print(f"hearth:   {report.reply}")
         if report.round_trip_s is not None:
-            print(f"round trip {report.round_trip_s:.3f} s  " + "  ".join(f"{k}={v:.3f}" for k, v in report.stages.items()))
+            print(
+                f"round trip {report.round_trip_s:.3f} s  "
+                + "  ".join(f"{k}={v:.3f}" for k, v in report.stages.items())
+            )
     if not report.heard:
         from app.errors import AudioError
 

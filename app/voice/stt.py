@@ -126,7 +126,9 @@ class Transcript:
 class Transcriber:
     """A loaded Whisper model that turns 16 kHz mono speech into text."""
 
-    def __init__(self, model_dir: Path, *, device: str = "auto", threads: int | None = None, language: str | None = None) -> None:
+    def __init__(
+        self, model_dir: Path, *, device: str = "auto", threads: int | None = None, language: str | None = None
+    ) -> None:
         self.model_dir = Path(model_dir)
         self.threads = threads or physical_cores()
         self.language = _language_or_none(language)
@@ -136,7 +138,10 @@ class Transcriber:
         self.multilingual = bool(self._model.model.is_multilingual)
         log.info(
             "speech recognition: %s on %s (%s, %d threads, %s)",
-            self.model_dir.name, self.device, self.compute_type, self.threads,
+            self.model_dir.name,
+            self.device,
+            self.compute_type,
+            self.threads,
             "multilingual" if self.multilingual else "English only",
         )
 
@@ -155,17 +160,27 @@ class Transcriber:
             except ModelError as exc:
                 log.warning("speech recognition cannot use the GPU (%s); using the CPU instead", exc.message)
             except Exception as exc:  # a broken GPU set-up is not a reason to have no voice at all
-                log.warning("speech recognition cannot use the GPU (%s: %s); using the CPU instead", type(exc).__name__, exc)
+                log.warning(
+                    "speech recognition cannot use the GPU (%s: %s); using the CPU instead", type(exc).__name__, exc
+                )
         return self._open("cpu", CPU_COMPUTE), "cpu", CPU_COMPUTE
 
     def _open(self, device: str, compute_type: str) -> Any:
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:
-            raise ModelError("Speech recognition is not installed (the faster-whisper package is missing).", "Reinstall Hearth with its voice dependencies.") from exc
+            raise ModelError(
+                "Speech recognition is not installed (the faster-whisper package is missing).",
+                "Reinstall Hearth with its voice dependencies.",
+            ) from exc
         try:
             return WhisperModel(
-                str(self.model_dir), device=device, compute_type=compute_type, cpu_threads=self.threads, num_workers=1, local_files_only=True
+                str(self.model_dir),
+                device=device,
+                compute_type=compute_type,
+                cpu_threads=self.threads,
+                num_workers=1,
+                local_files_only=True,
             )
         except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError for unreadable or foreign files
             raise ModelError(
@@ -184,7 +199,9 @@ class Transcriber:
         """Run one short transcription so the first real turn does not pay for first-call set-up."""
         noise = np.random.default_rng(0).standard_normal(RATE // 2).astype(np.float32) * 0.01
         with self._lock:
-            segments, _ = self._model.transcribe(noise, language=None if self.multilingual else "en", **self._options(len(noise)))
+            segments, _ = self._model.transcribe(
+                noise, language=None if self.multilingual else "en", **self._options(len(noise))
+            )
             list(segments)
 
     def transcribe(self, audio: Samples, language: str | None = None, prompt: str | None = None) -> Transcript:
@@ -197,12 +214,17 @@ class Transcriber:
         duration = len(samples) / RATE
         lang = "en" if not self.multilingual else _language_or_none(language) or self.language
         if lang is not None and lang not in self.languages:
-            raise VoiceError(f"'{lang}' is not a language this speech model knows.", "Use a code such as en, de, fr or es, or auto to detect it.")
+            raise VoiceError(
+                f"'{lang}' is not a language this speech model knows.",
+                "Use a code such as en, de, fr or es, or auto to detect it.",
+            )
         if len(samples) == 0 or float(np.max(np.abs(samples))) < SILENT_PEAK:
             return Transcript("", lang or "en", duration, 0.0, ())
         started = time.monotonic()
         with self._lock:
-            raw, info = self._model.transcribe(samples, language=lang, initial_prompt=prompt or None, **self._options(len(samples)))
+            raw, info = self._model.transcribe(
+                samples, language=lang, initial_prompt=prompt or None, **self._options(len(samples))
+            )
             raw = list(raw)
         elapsed = time.monotonic() - started
         level = loudest_dbfs(samples)
@@ -268,7 +290,12 @@ def _check_model_dir(folder: Path) -> None:
 
 
 def _probe(model: Any) -> None:
-    segments, _ = model.transcribe(np.zeros(RATE // 4, dtype=np.float32), beam_size=1, without_timestamps=True, language="en" if not model.model.is_multilingual else None)
+    segments, _ = model.transcribe(
+        np.zeros(RATE // 4, dtype=np.float32),
+        beam_size=1,
+        without_timestamps=True,
+        language="en" if not model.model.is_multilingual else None,
+    )
     list(segments)
 
 

@@ -64,20 +64,29 @@ class Voice:
             from piper import PiperVoice
             from piper.config import PiperConfig
         except ImportError as exc:
-            raise ModelError("Speech output is not installed (the piper-tts package is missing).", "Reinstall Hearth with its voice dependencies.") from exc
+            raise ModelError(
+                "Speech output is not installed (the piper-tts package is missing).",
+                "Reinstall Hearth with its voice dependencies.",
+            ) from exc
         try:
             config = PiperConfig.from_dict(json.loads(self.config_path.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelError(f"The voice settings {self.config_path} cannot be read ({type(exc).__name__}: {exc}).", hint) from exc
+            raise ModelError(
+                f"The voice settings {self.config_path} cannot be read ({type(exc).__name__}: {exc}).", hint
+            ) from exc
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3  # errors only: onnxruntime's warnings are not for users
         try:
-            session = onnxruntime.InferenceSession(str(self.onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
+            session = onnxruntime.InferenceSession(
+                str(self.onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # onnxruntime raises its own exception types for damaged or foreign files
-            raise ModelError(f"The voice {self.onnx_path} cannot be loaded ({type(exc).__name__}: {exc}).", hint) from exc
+            raise ModelError(
+                f"The voice {self.onnx_path} cannot be loaded ({type(exc).__name__}: {exc}).", hint
+            ) from exc
         return PiperVoice(session=session, config=config)
 
     # ------------------------------------------------------------ rate
@@ -102,7 +111,10 @@ class Voice:
                 with self._lock:  # one session run at a time; phonemising also shares espeak's global state
                     chunks = list(self._voice.synthesize(piece, syn_config=config))
             except Exception as exc:  # espeak or onnxruntime failing on one piece: say which
-                raise VoiceError(f"The voice could not speak “{piece[:60]}”: {type(exc).__name__}: {exc}", "Try rephrasing the text, or choose another voice.") from exc
+                raise VoiceError(
+                    f"The voice could not speak “{piece[:60]}”: {type(exc).__name__}: {exc}",
+                    "Try rephrasing the text, or choose another voice.",
+                ) from exc
             for chunk in chunks:
                 audio = np.asarray(chunk.audio_float_array, dtype=np.float32).reshape(-1)
                 if len(audio):
@@ -152,5 +164,8 @@ def check_rate(rate: float) -> float:
     """`rate` when it is a speaking rate a voice can use; VoiceError otherwise."""
     low, high = RATE_RANGE
     if not isinstance(rate, int | float) or not low <= rate <= high:
-        raise VoiceError(f"A speaking rate of {rate!r} is out of range.", f"Use a rate from {low} (slow) to {high} (fast); 1 is the voice's natural pace.")
+        raise VoiceError(
+            f"A speaking rate of {rate!r} is out of range.",
+            f"Use a rate from {low} (slow) to {high} (fast); 1 is the voice's natural pace.",
+        )
     return float(rate)

@@ -83,7 +83,9 @@ def _utterance(text: str, speech: Samples, voice: str) -> Utterance:
     return Utterance(text, samples, start, end, voice)
 
 
-def piper_utterances(voice: object, texts: Iterable[str] = QUESTIONS, rates: Iterable[float] = (1.0,)) -> list[Utterance]:
+def piper_utterances(
+    voice: object, texts: Iterable[str] = QUESTIONS, rates: Iterable[float] = (1.0,)
+) -> list[Utterance]:
     """Each text spoken by the Piper `Voice` (app.voice.tts.Voice) at each speaking rate."""
     result = []
     for rate in rates:

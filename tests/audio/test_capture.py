@@ -83,7 +83,9 @@ def test_capture_latency_against_parec(audio: PulseServer, qtbot: QtBot, make_in
     assert latency_ms < 150
 
 
-def test_stop_means_no_more_calls_and_start_again_works(audio: PulseServer, qtbot: QtBot, make_input: Callable[..., Any]) -> None:
+def test_stop_means_no_more_calls_and_start_again_works(
+    audio: PulseServer, qtbot: QtBot, make_input: Callable[..., Any]
+) -> None:
     first, second = Collector(), Collector()
     mic = make_input("")
     mic.start(first)
@@ -103,7 +105,9 @@ def test_stop_means_no_more_calls_and_start_again_works(audio: PulseServer, qtbo
     assert second.count == settled
 
 
-def test_a_failing_consumer_is_reported_not_raised_into_qt(audio: PulseServer, qtbot: QtBot, make_input: Callable[..., Any]) -> None:
+def test_a_failing_consumer_is_reported_not_raised_into_qt(
+    audio: PulseServer, qtbot: QtBot, make_input: Callable[..., Any]
+) -> None:
     errors: list[VoiceError] = []
 
     def broken(samples: np.ndarray) -> None:

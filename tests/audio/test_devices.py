@@ -60,7 +60,9 @@ def test_plugging_in_a_device_is_announced(audio: PulseServer, qtbot: QtBot) -> 
         qtbot.waitUntil(lambda: any(d.description() == "UsbMic" for d in devices.inputs()), timeout=5000)
 
 
-def test_unplugging_the_microphone_in_use_is_reported(audio: PulseServer, qtbot: QtBot, make_input: Callable[..., Any]) -> None:
+def test_unplugging_the_microphone_in_use_is_reported(
+    audio: PulseServer, qtbot: QtBot, make_input: Callable[..., Any]
+) -> None:
     devices = AudioDevices()
     lost: list[tuple[str, str]] = []
     devices.lost.connect(lambda kind, description: lost.append((kind, description)))
@@ -89,7 +91,9 @@ def test_unplugging_the_microphone_in_use_is_reported(audio: PulseServer, qtbot:
     assert len(errors) == 1
 
 
-def test_unplugging_the_speaker_in_use_is_reported(audio: PulseServer, qtbot: QtBot, make_output: Callable[..., Any]) -> None:
+def test_unplugging_the_speaker_in_use_is_reported(
+    audio: PulseServer, qtbot: QtBot, make_output: Callable[..., Any]
+) -> None:
     devices = AudioDevices()
     lost: list[tuple[str, str]] = []
     devices.lost.connect(lambda kind, description: lost.append((kind, description)))
@@ -125,7 +129,9 @@ def test_the_system_default_microphone_is_followed_when_it_is_unplugged(
         qtbot.waitUntil(lambda: find_device(INPUT, "headset_mic2") is not None, timeout=5000)
         audio.pactl("set-default-source", "headset_mic2")
         try:
-            qtbot.waitUntil(lambda: (d := find_device(INPUT, "")) is not None and device_id(d) == "headset_mic2", timeout=5000)
+            qtbot.waitUntil(
+                lambda: (d := find_device(INPUT, "")) is not None and device_id(d) == "headset_mic2", timeout=5000
+            )
             mic = make_input("", on_error=errors.append)
             mic.start(collector)
             assert mic.name == "HeadsetMic2"
@@ -142,7 +148,9 @@ def test_the_system_default_microphone_is_followed_when_it_is_unplugged(
     assert abs(peak_frequency(heard) - 1000) < 20
 
 
-def test_a_microphone_that_is_not_connected_raises_with_a_hint(audio: PulseServer, make_input: Callable[..., Any]) -> None:
+def test_a_microphone_that_is_not_connected_raises_with_a_hint(
+    audio: PulseServer, make_input: Callable[..., Any]
+) -> None:
     mic = make_input("usb-headset-unplugged")
     with pytest.raises(VoiceError) as raised:
         mic.start(Collector())
@@ -151,7 +159,9 @@ def test_a_microphone_that_is_not_connected_raises_with_a_hint(audio: PulseServe
     assert not mic.capturing
 
 
-def test_a_speaker_that_is_not_connected_raises_with_a_hint(audio: PulseServer, make_output: Callable[..., Any]) -> None:
+def test_a_speaker_that_is_not_connected_raises_with_a_hint(
+    audio: PulseServer, make_output: Callable[..., Any]
+) -> None:
     speaker = make_output("usb-speaker-unplugged")
     with pytest.raises(VoiceError) as raised:
         speaker.start()

@@ -69,7 +69,9 @@ def test_a_tone_played_is_heard_on_the_speaker(
     span = loud_span(heard, threshold=0.1)
     assert span is not None, f"nothing heard ({rms_db(heard):.1f} dBFS)"
     start, end = span
-    assert 0.45 < (end - start) / 16000 < 0.55, f"tone heard from {start / 16:.0f} to {end / 16:.0f} ms: {envelope(heard).round(2).tolist()}"
+    assert 0.45 < (end - start) / 16000 < 0.55, (
+        f"tone heard from {start / 16:.0f} to {end / 16:.0f} ms: {envelope(heard).round(2).tolist()}"
+    )
     steady = heard[start + 800 : end - 800]
     assert abs(peak_frequency(steady) - 1000) < 10
     assert abs(rms_db(steady) - TONE_DB) < 1.5
@@ -133,7 +135,9 @@ def test_stop_silences_at_once(audio: PulseServer, qtbot: QtBot, make_output: Ca
     assert speaker.pending_samples == 0 and speaker.played_samples == 0
 
 
-def test_stop_from_another_thread_then_play_again(audio: PulseServer, qtbot: QtBot, make_output: Callable[..., Any]) -> None:
+def test_stop_from_another_thread_then_play_again(
+    audio: PulseServer, qtbot: QtBot, make_output: Callable[..., Any]
+) -> None:
     speaker = make_output("")
     speaker.start()
     speaker.play(tone(500, 2.0))
@@ -154,7 +158,9 @@ def test_stop_from_another_thread_then_play_again(audio: PulseServer, qtbot: QtB
     assert abs(peak_frequency(heard[span[0] + 400 : span[1] - 400]) - 1000) < 10
 
 
-def test_the_reference_runs_in_lockstep_while_idle(audio: PulseServer, qtbot: QtBot, make_output: Callable[..., Any]) -> None:
+def test_the_reference_runs_in_lockstep_while_idle(
+    audio: PulseServer, qtbot: QtBot, make_output: Callable[..., Any]
+) -> None:
     """Silence is written (and referenced) while nothing plays, at the device's pace."""
     tap = LoggingTap()
     speaker = make_output("", reference=tap)

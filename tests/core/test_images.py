@@ -110,8 +110,15 @@ def test_one_bit_image_becomes_black_and_white_rgb() -> None:
 @pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
 def test_animation_keeps_its_first_frame(fmt: str) -> None:
     frames = [Image.new("RGB", (12, 12), colour) for colour in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
-    data = encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100, loop=0,
-                  **({"lossless": True} if fmt == "WEBP" else {}))
+    data = encode(
+        frames[0],
+        fmt,
+        save_all=True,
+        append_images=frames[1:],
+        duration=100,
+        loop=0,
+        **({"lossless": True} if fmt == "WEBP" else {}),
+    )
     assert getattr(Image.open(io.BytesIO(data)), "n_frames", 1) == 3
     pixel = decoded(normalise(data).data).getpixel((6, 6))
     assert pixel[0] > 200 and pixel[1] < 60 and pixel[2] < 60
@@ -137,6 +144,7 @@ def test_large_picture_is_scaled_down_keeping_its_shape() -> None:
 
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG that declares `width`×`height` 1-bit pixels in a few hundred bytes: a decompression bomb."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
 

@@ -23,7 +23,10 @@ def cli_home(home_with_model: Path) -> Path:
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
     """A real `llama_cpp.server` on 127.0.0.1 serving the tiny chatml model, shared by the session."""
-    require(importlib.util.find_spec("uvicorn") is not None, "llama-cpp-python[server] is not installed (pip install -e '.[test]')")
+    require(
+        importlib.util.find_spec("uvicorn") is not None,
+        "llama-cpp-python[server] is not installed (pip install -e '.[test]')",
+    )
     server = LlamaServer(tmp_path_factory.mktemp("llama-server"))
     try:
         server.wait_ready()

@@ -132,7 +132,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _mode_json(self) -> None:
         message = {"role": "assistant", "content": "The whole answer at once."}
         usage = {"prompt_tokens": 11, "completion_tokens": 6, "total_tokens": 17}
-        self._json(200, {"object": "chat.completion", "choices": [{"index": 0, "message": message, "finish_reason": "stop"}], "usage": usage})
+        self._json(
+            200,
+            {
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": usage,
+            },
+        )
 
     def _mode_malformed(self) -> None:
         self._start_stream()

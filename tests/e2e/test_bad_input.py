@@ -281,7 +281,6 @@ def test_unexpected_failure_without_a_log_file_still_ends_with_an_error_line(tmp
     assert lines[-1].startswith("hint: The details are above (no log file could be written)")
 
 
-
 def test_a_speech_model_chosen_as_the_chat_model_is_refused_clearly(cli_home: Path) -> None:
     result = ask(cli_home, "Hello", "--model", "whisper-tiny-en")
     assert_fails_clearly(result, "is not a chat model (its kind is stt)", "Choose a chat model")

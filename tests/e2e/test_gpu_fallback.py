@@ -17,7 +17,9 @@ from tests.e2e.hearth_cli import ask, assert_ok, write_settings
 
 @pytest.fixture(autouse=True)
 def cpu_only_build() -> None:
-    assert not llama_cpp.llama_supports_gpu_offload() and gpu_backend() == "CPU", "these tests describe a CPU-only build"
+    assert not llama_cpp.llama_supports_gpu_offload() and gpu_backend() == "CPU", (
+        "these tests describe a CPU-only build"
+    )
 
 
 def test_gpu_layers_asked_for_on_a_cpu_build_name_the_cause(smollm2_path: Path) -> None:
@@ -25,7 +27,9 @@ def test_gpu_layers_asked_for_on_a_cpu_build_name_the_cause(smollm2_path: Path) 
     info = engine.info
     engine.close()
     assert (info.backend, info.gpu_layers) == ("CPU", 0)
-    assert info.fallback_reason == "this llama.cpp build has no GPU backend, so the 12 GPU layers asked for are not used"
+    assert (
+        info.fallback_reason == "this llama.cpp build has no GPU backend, so the 12 GPU layers asked for are not used"
+    )
     assert "GGML_CUDA" in info.fallback_hint and "GPU layers to 0" in info.fallback_hint
 
 

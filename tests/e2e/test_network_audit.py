@@ -64,7 +64,9 @@ def test_the_local_engine_opens_no_connection(cli_home: Path, tmp_path: Path) ->
     assert _ask_audited(cli_home, tmp_path, "What is the capital of France?") == []
 
 
-def test_the_remote_engine_connects_only_to_its_server(llama_server: LlamaServer, hearth_home: Path, tmp_path: Path) -> None:
+def test_the_remote_engine_connects_only_to_its_server(
+    llama_server: LlamaServer, hearth_home: Path, tmp_path: Path
+) -> None:
     write_settings(hearth_home, engine="remote", remote_url=llama_server.url, remote_model=MODEL_ALIAS, n_ctx=512)
     records = _ask_audited(hearth_home, tmp_path, "Hello there.")
     assert records, "the remote engine must have connected"
@@ -97,7 +99,9 @@ def test_a_voice_turn_opens_no_connection(cli_home: Path, speech_home: Path, tmp
     from tests.speech_models import speech_model_paths
 
     shutil.copytree(speech_home / "models", cli_home / "models", copy_function=_link_or_copy, dirs_exist_ok=True)
-    question = piper_utterances(Voice(speech_model_paths(speech_home)[1], threads=1), ["What is the capital of France?"])[0]
+    question = piper_utterances(
+        Voice(speech_model_paths(speech_home)[1], threads=1), ["What is the capital of France?"]
+    )[0]
     recording = tmp_path / "question.wav"
     save_wav(recording, question.samples)
     result, records = _audited(cli_home, tmp_path, "voice-turn", str(recording), "-o", str(tmp_path / "answer.wav"))

@@ -244,11 +244,15 @@ def test_pictures_travel_as_data_urls_when_the_servers_model_sees(stubs: StubFac
     blind = RemoteEngine(stub.url, "stub-model")
     assert not blind.info.vision
     list(blind.stream([message], SHORT))
-    assert stub.bodies[-1]["messages"][0]["content"] == "What colour is this?", "only the text goes to a model that cannot see"
+    assert stub.bodies[-1]["messages"][0]["content"] == "What colour is this?", (
+        "only the text goes to a model that cannot see"
+    )
 
 
 def test_the_setting_decides_whether_pictures_are_sent(stubs: StubFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(API_KEY_ENV, raising=False)
     stub = stubs("ok")
     assert not load_remote_engine(Settings(engine="remote", remote_url=stub.url), pictures=lambda sha: b"").info.vision
-    assert load_remote_engine(Settings(engine="remote", remote_url=stub.url, remote_vision=True), pictures=lambda sha: b"").info.vision
+    assert load_remote_engine(
+        Settings(engine="remote", remote_url=stub.url, remote_vision=True), pictures=lambda sha: b""
+    ).info.vision

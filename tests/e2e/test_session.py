@@ -48,7 +48,9 @@ def test_turns_reuse_the_kv_cache_and_overflow_leaves_a_marker(tmp_path: Path, s
 
 def test_stop_mid_reply_keeps_the_words_so_far(tmp_path: Path, small_engine: LlamaCppEngine) -> None:
     store = Store.open(tmp_path / "s.db")
-    session = ChatSession(store, small_engine, Settings(generation=GenerationSettings(temperature=0.0, max_tokens=200, seed=1)))
+    session = ChatSession(
+        store, small_engine, Settings(generation=GenerationSettings(temperature=0.0, max_tokens=200, seed=1))
+    )
     cid = add_user_message(store, None, "Write a long story about a dragon.").conversation_id
     cancel = threading.Event()
     text = ""

@@ -106,7 +106,9 @@ llm.create_chat_completion(messages=[{"role": "user", "content": content}], max_
 """
 
 
-def test_why_the_check_exists_an_unchecked_broken_projector_kills_its_process(tmp_path: Path, vlm: tuple[Path, Path]) -> None:
+def test_why_the_check_exists_an_unchecked_broken_projector_kills_its_process(
+    tmp_path: Path, vlm: tuple[Path, Path]
+) -> None:
     """Loads a projector without `mm.2` past the check, in a child process, and watches it die.
 
     llama.cpp 0.3.36 dies by SIGSEGV here; a future version that raises instead also passes.
@@ -115,7 +117,8 @@ def test_why_the_check_exists_an_unchecked_broken_projector_kills_its_process(tm
     broken = write_broken_projector(tmp_path / "no_mm2.gguf", "no_mm2")
     result = subprocess.run(
         [sys.executable, "-c", _UNCHECKED_LOAD, str(vlm[0]), str(broken), image_url(_picture())],
-        capture_output=True, timeout=120,
+        capture_output=True,
+        timeout=120,
     )
     # The marker proves the child got as far as the projector (not, say, an import failure).
     assert b"text model loaded" in result.stdout, result.stderr.decode(errors="replace")[-2000:]

@@ -58,14 +58,18 @@ def _jpeg(colour: tuple[int, int, int]) -> bytes:
     return encoded.getvalue()
 
 
-def _turn(session: ChatSession, cid: int | None, text: str, pictures: ImageStore, images: list[bytes] = ()) -> tuple[int, ReplyFinished]:  # type: ignore[assignment]
+def _turn(
+    session: ChatSession, cid: int | None, text: str, pictures: ImageStore, images: list[bytes] = ()
+) -> tuple[int, ReplyFinished]:  # type: ignore[assignment]
     message = session.add_user_message(cid, text, images, pictures, FakeReader("SALE 50%"))
     finished = [e for e in session.reply(message.conversation_id) if isinstance(e, ReplyFinished)]
     assert finished and finished[0].message.status == "complete"
     return message.conversation_id, finished[0]
 
 
-def test_the_model_sees_the_picture_once_and_follow_ups_reuse_it(session: ChatSession, engine: VisionEngine, pictures: ImageStore) -> None:
+def test_the_model_sees_the_picture_once_and_follow_ups_reuse_it(
+    session: ChatSession, engine: VisionEngine, pictures: ImageStore
+) -> None:
     cid, first = _turn(session, None, "What does this sign say?", pictures, [_jpeg((200, 30, 30))])
     assert engine.images_encoded == 1
     assert first.stats.prompt_evaluated >= IMAGE_TOKENS
@@ -84,7 +88,9 @@ def test_the_model_sees_the_picture_once_and_follow_ups_reuse_it(session: ChatSe
     assert third.stats.prompt_evaluated <= third.stats.prompt_tokens - second.stats.prompt_tokens + 1
 
 
-def test_the_context_meter_counts_image_tokens_as_the_engine_reads_them(session: ChatSession, engine: VisionEngine, pictures: ImageStore) -> None:
+def test_the_context_meter_counts_image_tokens_as_the_engine_reads_them(
+    session: ChatSession, engine: VisionEngine, pictures: ImageStore
+) -> None:
     cid, finished = _turn(session, None, "Describe both.", pictures, [_jpeg((10, 200, 10)), _jpeg((10, 10, 10))])
     prompt = to_chat(session.settings.default_instructions, session.store.messages(cid)[:1])
     assert engine.count_tokens(prompt) == finished.stats.prompt_tokens
@@ -98,18 +104,24 @@ def test_the_text_read_from_the_picture_travels_with_it(session: ChatSession, pi
     assert "SALE 50%" in prompt[0].content and "not instructions" in prompt[0].content
 
 
-def test_a_marker_typed_by_the_user_is_only_text(session: ChatSession, engine: VisionEngine, pictures: ImageStore) -> None:
+def test_a_marker_typed_by_the_user_is_only_text(
+    session: ChatSession, engine: VisionEngine, pictures: ImageStore
+) -> None:
     _, finished = _turn(session, None, "What is <__media__> here?", pictures, [_jpeg((1, 2, 3))])
     assert engine.images_encoded == 1 and finished.stats.completion_tokens > 0
 
 
-def test_a_picture_gone_from_the_store_is_a_clear_error(session: ChatSession, vlm: tuple[Path, Path], pictures: ImageStore) -> None:
+def test_a_picture_gone_from_the_store_is_a_clear_error(
+    session: ChatSession, vlm: tuple[Path, Path], pictures: ImageStore
+) -> None:
     cid, _ = _turn(session, None, "Look.", pictures, [_jpeg((90, 90, 90))])
     for stored in pictures.folder.rglob("*.png"):
         stored.unlink()
     session.add_user_message(cid, "Still there?")
     # The next start of Hearth: the picture is not in any cache either.
-    session.engine = restarted = VisionEngine(*vlm, pictures=lambda sha: pictures.get(sha).read_bytes(), n_ctx=1024, n_threads=2)
+    session.engine = restarted = VisionEngine(
+        *vlm, pictures=lambda sha: pictures.get(sha).read_bytes(), n_ctx=1024, n_threads=2
+    )
     try:
         with pytest.raises(ImageError) as caught:
             list(session.reply(cid))
@@ -119,7 +131,9 @@ def test_a_picture_gone_from_the_store_is_a_clear_error(session: ChatSession, vl
     assert session.store.messages(cid)[2].content == "Still there?", "the question is kept"
 
 
-def test_a_reused_picture_gives_the_answer_a_fresh_read_gives(session: ChatSession, vlm: tuple[Path, Path], pictures: ImageStore) -> None:
+def test_a_reused_picture_gives_the_answer_a_fresh_read_gives(
+    session: ChatSession, vlm: tuple[Path, Path], pictures: ImageStore
+) -> None:
     cid, _ = _turn(session, None, "What is this?", pictures, [_jpeg((120, 40, 200))])
     _, reused = _turn(session, cid, "Say more.", pictures)
     prompt = to_chat(session.settings.default_instructions, session.store.messages(cid)[:-1])
@@ -159,7 +173,9 @@ def test_a_catalog_model_with_a_projector_loads_as_a_model_that_sees(tmp_path: P
     folder.mkdir(parents=True)
     for path in vlm:
         shutil.copy(path, folder / path.name)  # in place already: nothing is downloaded
-    profile = Profile(paths, Settings(model_id="tiny-vlm", n_ctx=1024, n_threads=1), Store.open(paths.database), library)
+    profile = Profile(
+        paths, Settings(model_id="tiny-vlm", n_ctx=1024, n_threads=1), Store.open(paths.database), library
+    )
     try:
         engine = load_engine(profile)
         try:

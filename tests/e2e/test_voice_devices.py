@@ -143,7 +143,9 @@ def wait_until_speaking(qtbot: QtBot, app: DeviceWindow, speaker: Recording) -> 
     qtbot.waitUntil(sounding, timeout=TURN_MS)
 
 
-def speak_over(qtbot: QtBot, app: DeviceWindow, pulse: PulseServer, utterance: Utterance, mic: Recording | None = None) -> float:
+def speak_over(
+    qtbot: QtBot, app: DeviceWindow, pulse: PulseServer, utterance: Utterance, mic: Recording | None = None
+) -> float:
     """Say `utterance` into VirtualMic while Hearth speaks; fail at once if it keeps talking.
 
     Returns when the utterance's first word was due (paplay launched + its leading silence:
@@ -160,8 +162,14 @@ def speak_over(qtbot: QtBot, app: DeviceWindow, pulse: PulseServer, utterance: U
         reached = ""
         if mic is not None:
             at = index_at(mic, onset_at)
-            reached = " (they reached VirtualMic)" if loud_within(mic.snapshot(), at, at + len(utterance.samples)) else " (they did NOT reach VirtualMic)"
-        pytest.fail(f"Hearth kept talking for {INTERRUPT_MS / 1000:.0f} s after {utterance.text!r} was said over it{reached}")
+            reached = (
+                " (they reached VirtualMic)"
+                if loud_within(mic.snapshot(), at, at + len(utterance.samples))
+                else " (they did NOT reach VirtualMic)"
+            )
+        pytest.fail(
+            f"Hearth kept talking for {INTERRUPT_MS / 1000:.0f} s after {utterance.text!r} was said over it{reached}"
+        )
     return onset_at
 
 
@@ -204,7 +212,9 @@ def test_a_spoken_question_is_answered_aloud_on_the_speaker(
     # The tiny model may answer in made-up French ("Le Grand Paris, la Marseilla, la France"),
     # which tiny.en spells its own way ("We're grained pairs, Lemar cell, left France"): then the
     # letters must still match closely (an unrelated English sentence scores about 0.3).
-    assert shared_run(said_aloud, heard) or letter_likeness(said_aloud, heard) >= 0.6, f"the reply {said_aloud!r} was heard as {heard!r}"
+    assert shared_run(said_aloud, heard) or letter_likeness(said_aloud, heard) >= 0.6, (
+        f"the reply {said_aloud!r} was heard as {heard!r}"
+    )
     heard_wer = word_error_rate(said_aloud, heard)
     assert heard_wer <= 0.5, f"the reply {said_aloud!r} was heard as {heard!r}"
     question_end = int(np.nonzero(loud_frames(mic.samples))[0][-1] + 1) * 160
@@ -248,7 +258,9 @@ def test_speaking_over_a_reply_stops_it_at_once_and_keeps_what_was_heard(
     stopped = end_of_sound(played, at, QUIET_S)
     assert stopped is not None, "the reply never stopped"
     delay = speaker.time_of(stopped) - onset_at
-    print(f"\nbarge-in ({room}): the speaker fell quiet {delay * 1000:.0f} ms after the interruption's first word was due")
+    print(
+        f"\nbarge-in ({room}): the speaker fell quiet {delay * 1000:.0f} ms after the interruption's first word was due"
+    )
     assert loud_within(played, at - RATE // 5, at), "the reply was sounding when the user spoke"
     assert delay < BARGE_IN_BOUND_S
     # Quiet from there until the interruption was stored as a message: the old reply did not go on.
@@ -296,7 +308,9 @@ def test_hearth_does_not_hear_itself_through_its_speaker_but_still_hears_the_use
         qtbot.waitUntil(lambda: app.settled(2), timeout=TURN_MS)
         first_user, first_reply = app.messages()
         assert first_reply.status == "complete", f"Hearth interrupted itself: {first_reply.meta}"
-        assert loud_frames(speaker.snapshot()).sum() > 100, "the reply was read aloud (and so came back through the microphone)"
+        assert loud_frames(speaker.snapshot()).sum() > 100, (
+            "the reply was read aloud (and so came back through the microphone)"
+        )
 
         app.configure(max_tokens=200, instructions=LONG_ANSWERS)
         pulse.feed(said[STORY].samples, block=False)
@@ -319,13 +333,17 @@ def test_hearth_does_not_hear_itself_through_its_speaker_but_still_hears_the_use
     heard_after = " ".join(normalise_words(over_echo)[-len(normalise_words(after)) :])
     # Whisper tiny.en, given that sentence as the start of a piece of its own, now and then mishears
     # its first word or two ("I'll move in one sentence."): the sentence must still be there.
-    assert word_error_rate(after, heard_after) <= 0.4, f"{after!r} was not heard after Hearth fell silent: {said_by_user}"
+    assert word_error_rate(after, heard_after) <= 0.4, (
+        f"{after!r} was not heard after Hearth fell silent: {said_by_user}"
+    )
     assert {"one", "sentence"} <= set(heard_after.split()), said_by_user
     assert wer <= 0.7, said_by_user
 
 
 @pytest.mark.parametrize(("setting", "what"), [("input_device", "microphone"), ("output_device", "speaker")])
-def test_a_missing_device_says_so_and_leaves_voice_off(qtbot: QtBot, app: DeviceWindow, setting: str, what: str) -> None:
+def test_a_missing_device_says_so_and_leaves_voice_off(
+    qtbot: QtBot, app: DeviceWindow, setting: str, what: str
+) -> None:
     """A microphone (or speaker) chosen in Settings that is not connected: turning voice on shows
     which device is missing and what to do in the message bar, voice stays off (the toggle and
     the menu item say so) — the voice bar never claims to be listening — and the conversation on
@@ -335,7 +353,10 @@ def test_a_missing_device_says_so_and_leaves_voice_off(qtbot: QtBot, app: Device
     editor.setFocus()
     qtbot.keyClicks(editor, "Hello")
     qtbot.keyClick(editor, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: len(app.messages()) == 2 and app.messages()[-1].status == "complete" and not app.controller.busy, timeout=TURN_MS)
+    qtbot.waitUntil(
+        lambda: len(app.messages()) == 2 and app.messages()[-1].status == "complete" and not app.controller.busy,
+        timeout=TURN_MS,
+    )
     before, shown, current = app.messages(), app.window.chat.toPlainText(), app.controller.current
     states: list[str] = []
     record = states.append

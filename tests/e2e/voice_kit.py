@@ -63,7 +63,9 @@ class DeviceWindow:
             profile.settings = base_settings()
             return profile
 
-        controller = ChatController(Runner(), open_profile, lambda profile, progress: load_engine(profile, progress=progress))
+        controller = ChatController(
+            Runner(), open_profile, lambda profile, progress: load_engine(profile, progress=progress)
+        )
         self.window = MainWindow(controller)  # no device factory: QtAudioInput / QtAudioOutput
         self.window.show()
         qtbot.waitExposed(self.window)
@@ -74,7 +76,13 @@ class DeviceWindow:
     def controller(self) -> ChatController:
         return self.window.controller
 
-    def configure(self, *, max_tokens: int = 40, instructions: str = "You are Hearth. Answer in one or two short sentences.", voice: dict[str, Any] | None = None) -> None:
+    def configure(
+        self,
+        *,
+        max_tokens: int = 40,
+        instructions: str = "You are Hearth. Answer in one or two short sentences.",
+        voice: dict[str, Any] | None = None,
+    ) -> None:
         """Settings for the next turns (`voice`: changed voice settings), applied as the settings dialog applies them."""
         profile = self.controller.profile
         assert profile is not None

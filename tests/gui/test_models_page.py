@@ -257,7 +257,9 @@ def test_too_little_disk_space_is_said_before_anything_is_downloaded(qtbot: QtBo
 # -- import, remove, use ---------------------------------------------------------------------
 
 
-def test_import_a_gguf_through_the_file_dialog(qtbot: QtBot, pages: Pages, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_import_a_gguf_through_the_file_dialog(
+    qtbot: QtBot, pages: Pages, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     gguf = write_tiny_llama(tmp_path / "My-Tiny.gguf")
     page = pages()
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args, **kwargs: (str(gguf), ""))
@@ -308,7 +310,9 @@ def test_removing_an_imported_reference_forgets_it_and_keeps_the_file(
     assert gguf.is_file() and page.library.imported() == []
 
 
-def test_removing_a_downloaded_model_deletes_its_file(qtbot: QtBot, pages: Pages, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_removing_a_downloaded_model_deletes_its_file(
+    qtbot: QtBot, pages: Pages, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with serve(Served(DATA)) as url:
         entry = url_entry(DATA, url)
         page = pages(entry)
@@ -394,7 +398,9 @@ def test_first_run_is_needed_only_when_no_chat_model_can_load_offline(hearth_hom
 # -- the window ------------------------------------------------------------------------------
 
 
-def test_first_run_welcome_leads_to_a_downloaded_model_that_loads(qtbot: QtBot, hearth_home: Path, tmp_path: Path) -> None:
+def test_first_run_welcome_leads_to_a_downloaded_model_that_loads(
+    qtbot: QtBot, hearth_home: Path, tmp_path: Path
+) -> None:
     """No model at all: the window welcomes, the Models page downloads one, and it loads for real."""
     require(_has_llama_cpp(), "llama-cpp-python is not installed")
     weights = write_tiny_llama(tmp_path / "tiny.gguf").read_bytes()
@@ -419,7 +425,9 @@ def test_first_run_welcome_leads_to_a_downloaded_model_that_loads(qtbot: QtBot, 
                 click(qtbot, page.use_button)
             assert ready.args[0].model_id == entry.id and ready.args[0].n_ctx == 256  # its own context size
             assert not window.welcome.isVisible() and window.chat.isVisible()
-            qtbot.waitUntil(lambda: load_settings(DataPaths(hearth_home).settings).model_id == entry.id, timeout=WAIT_MS)
+            qtbot.waitUntil(
+                lambda: load_settings(DataPaths(hearth_home).settings).model_id == entry.id, timeout=WAIT_MS
+            )
             page.own.ctx.setValue(512)  # the model in use gets new settings of its own: it loads again
             with qtbot.waitSignal(window.controller.engineReady, timeout=WAIT_MS * 4) as again:
                 click(qtbot, page.own.save)
@@ -465,7 +473,9 @@ def _window(qtbot: QtBot, catalog: Catalog) -> MainWindow:
         profile.library = ModelLibrary(profile.paths, catalog)
         return profile
 
-    controller = ChatController(Runner(), open_profile, lambda profile, progress: load_engine(profile, progress=progress))
+    controller = ChatController(
+        Runner(), open_profile, lambda profile, progress: load_engine(profile, progress=progress)
+    )
     window = MainWindow(controller)
     qtbot.addWidget(window)
     window.show()

@@ -128,7 +128,12 @@ class BrokenMicrophone:
             while not self._stop.wait(0.01):
                 sink(np.zeros(160, np.float32))
                 if time.monotonic() >= deadline:
-                    self._on_error(VoiceError("The microphone “USB microphone” was disconnected.", "Connect it again, or choose another one in Settings › Voice."))
+                    self._on_error(
+                        VoiceError(
+                            "The microphone “USB microphone” was disconnected.",
+                            "Connect it again, or choose another one in Settings › Voice.",
+                        )
+                    )
                     return
 
         self._stop.clear()
@@ -158,7 +163,9 @@ class VoiceWindows:
         self.qtbot = qtbot
         self.open: list[MainWindow] = []
 
-    def __call__(self, devices: Callable[..., VoiceDevices], voice: VoiceSettings | None = None, engine: bool = True) -> MainWindow:
+    def __call__(
+        self, devices: Callable[..., VoiceDevices], voice: VoiceSettings | None = None, engine: bool = True
+    ) -> MainWindow:
         settings = _settings(voice or VoiceSettings())
 
         def open_profile() -> Profile:
@@ -231,7 +238,9 @@ def turn_voice_on(qtbot: QtBot, window: MainWindow) -> None:
 # -- the tests ----------------------------------------------------------------------------------
 
 
-def test_a_spoken_question_is_answered_aloud_in_the_conversation(qtbot: QtBot, voice_windows: VoiceWindows, long_question: Utterance) -> None:
+def test_a_spoken_question_is_answered_aloud_in_the_conversation(
+    qtbot: QtBot, voice_windows: VoiceWindows, long_question: Utterance
+) -> None:
     devices = FileDevices([long_question.samples])
     window = voice_windows(devices)
     log = StateLog(window)
@@ -284,7 +293,9 @@ def test_a_spoken_question_is_answered_aloud_in_the_conversation(qtbot: QtBot, v
     assert window.voice_panel.state_label.text() == "Voice off"
 
 
-def test_stop_while_speaking_keeps_what_was_heard(qtbot: QtBot, voice_windows: VoiceWindows, question: Utterance) -> None:
+def test_stop_while_speaking_keeps_what_was_heard(
+    qtbot: QtBot, voice_windows: VoiceWindows, question: Utterance
+) -> None:
     window = voice_windows(FileDevices([question.samples]))
     turn_voice_on(qtbot, window)
     qtbot.waitUntil(lambda: window.voice.state == "speaking", timeout=TURN_MS)
@@ -298,21 +309,35 @@ def test_stop_while_speaking_keeps_what_was_heard(qtbot: QtBot, voice_windows: V
     user, reply = stored(window)
     assert reply.status == "interrupted" and reply.meta.get("stopped_by") == "stop"
     note = "stopped — kept as far as you heard it" if reply.content.strip() else "before any of it was read aloud"
-    assert f"Hearth · {note}" in window.chat.toPlainText() if reply.content.strip() else note in window.chat.toPlainText()
+    assert (
+        f"Hearth · {note}" in window.chat.toPlainText() if reply.content.strip() else note in window.chat.toPlainText()
+    )
     heard = reply.meta.get("heard", "")
     assert reply.content.strip() == "" or reply.content.split()[0].strip(".,!?").lower() in heard.lower()
     assert reply.meta.get("unheard"), "the words not read aloud were cut"
 
 
-def test_push_to_talk_with_the_button_and_the_held_key(qtbot: QtBot, voice_windows: VoiceWindows, question: Utterance) -> None:
+def test_push_to_talk_with_the_button_and_the_held_key(
+    qtbot: QtBot, voice_windows: VoiceWindows, question: Utterance
+) -> None:
     devices = FileDevices([question.samples, question.samples])
     window = voice_windows(devices, VoiceSettings(mode="push-to-talk"))
     log = StateLog(window)
     turn_voice_on(qtbot, window)
     assert window.voice_panel.state_label.text() == "Ready"
     talk = window.voice_panel.talk
-    _hold_while_speaking(qtbot, window, devices.mics[0], question, lambda: qtbot.mousePress(talk, Qt.MouseButton.LeftButton), lambda: qtbot.mouseRelease(talk, Qt.MouseButton.LeftButton))
-    qtbot.waitUntil(lambda: window.controller.current is not None and len(stored(window)) == 2 and not window.voice.answering, timeout=TURN_MS)
+    _hold_while_speaking(
+        qtbot,
+        window,
+        devices.mics[0],
+        question,
+        lambda: qtbot.mousePress(talk, Qt.MouseButton.LeftButton),
+        lambda: qtbot.mouseRelease(talk, Qt.MouseButton.LeftButton),
+    )
+    qtbot.waitUntil(
+        lambda: window.controller.current is not None and len(stored(window)) == 2 and not window.voice.answering,
+        timeout=TURN_MS,
+    )
     assert log.walked("listening", "hearing", "thinking", "speaking", "listening"), log.states
     user, reply = stored(window)
     assert "capital of france" in user.content.lower() and user.meta.get("spoken") is True
@@ -337,14 +362,23 @@ def test_push_to_talk_with_the_button_and_the_held_key(qtbot: QtBot, voice_windo
             QApplication.sendEvent(editor, QKeyEvent(QEvent.Type.KeyRelease, Qt.Key.Key_Space, ctrl, " ", True))
             QApplication.sendEvent(editor, QKeyEvent(QEvent.Type.KeyPress, Qt.Key.Key_Space, ctrl, " ", True))
 
-    _hold_while_speaking(qtbot, window, devices.mics[1], question, press, lambda: qtbot.keyRelease(editor, Qt.Key.Key_Space, ctrl))
+    _hold_while_speaking(
+        qtbot, window, devices.mics[1], question, press, lambda: qtbot.keyRelease(editor, Qt.Key.Key_Space, ctrl)
+    )
     qtbot.waitUntil(lambda: len(stored(window)) == 4 and not window.voice.answering, timeout=TURN_MS)
     assert window.composer.text() == ""
     second = stored(window)[2]
     assert second.meta.get("spoken") is True and "capital of france" in second.content.lower()
 
 
-def _hold_while_speaking(qtbot: QtBot, window: MainWindow, mic: FileInput, question: Utterance, press: Callable[[], None], release: Callable[[], None]) -> None:
+def _hold_while_speaking(
+    qtbot: QtBot,
+    window: MainWindow,
+    mic: FileInput,
+    question: Utterance,
+    press: Callable[[], None],
+    release: Callable[[], None],
+) -> None:
     """Press from just before the first word, let go a little after the last (by the microphone's clock)."""
     qtbot.waitUntil(lambda: mic.started_at is not None, timeout=5000)
     assert mic.started_at is not None
@@ -356,7 +390,9 @@ def _hold_while_speaking(qtbot: QtBot, window: MainWindow, mic: FileInput, quest
     release()
 
 
-def test_typing_while_hearth_speaks_interrupts_and_sends(qtbot: QtBot, voice_windows: VoiceWindows, question: Utterance) -> None:
+def test_typing_while_hearth_speaks_interrupts_and_sends(
+    qtbot: QtBot, voice_windows: VoiceWindows, question: Utterance
+) -> None:
     window = voice_windows(FileDevices([question.samples]))
     turn_voice_on(qtbot, window)
     qtbot.waitUntil(lambda: window.voice.state == "speaking", timeout=TURN_MS)
@@ -379,7 +415,9 @@ def test_typing_while_hearth_speaks_interrupts_and_sends(qtbot: QtBot, voice_win
     assert text.index(cut_note) < text.index("Thanks, that is enough.")
 
 
-def test_a_turn_that_fails_shows_why_and_turns_voice_off(qtbot: QtBot, voice_windows: VoiceWindows, question: Utterance) -> None:
+def test_a_turn_that_fails_shows_why_and_turns_voice_off(
+    qtbot: QtBot, voice_windows: VoiceWindows, question: Utterance
+) -> None:
     window = voice_windows(FileDevices([question.samples]), engine=False)
     turn_voice_on(qtbot, window)
     qtbot.waitUntil(lambda: window.voice.state == "off", timeout=TURN_MS)
@@ -454,7 +492,10 @@ def test_voice_settings_apply_while_voice_is_on(qtbot: QtBot, voice_windows: Voi
     assert loop is not None
 
     def pace_and_mode(dialog: SettingsDialog) -> None:
-        assert [dialog.stt_model.itemData(i) for i in range(dialog.stt_model.count())] == ["whisper-tiny-en", "whisper-base"]
+        assert [dialog.stt_model.itemData(i) for i in range(dialog.stt_model.count())] == [
+            "whisper-tiny-en",
+            "whisper-base",
+        ]
         assert not dialog.language.isEnabled(), "tiny.en understands English only"
         dialog.stt_model.setCurrentIndex(1)
         assert dialog.language.isEnabled()

@@ -35,7 +35,9 @@ def panel(qtbot: QtBot, light_theme: None) -> Iterator[VoicePanel]:
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
-def test_every_state_says_what_it_is_in_words_and_colour(qtbot: QtBot, panel: VoicePanel, qapp: QApplication, theme: str) -> None:
+def test_every_state_says_what_it_is_in_words_and_colour(
+    qtbot: QtBot, panel: VoicePanel, qapp: QApplication, theme: str
+) -> None:
     apply_theme(qapp, theme)
     for state in ("off", "loading", *LIVE):
         panel.set_state(state)
@@ -128,7 +130,9 @@ def test_buttons_ask_and_work_from_the_keyboard(qtbot: QtBot, panel: VoicePanel)
     # Holding Space on the focused button is holding the button; auto-repeat does not restart it.
     panel.talk.setFocus()
     qtbot.keyPress(panel.talk, Qt.Key.Key_Space)
-    QApplication.sendEvent(panel.talk, QKeyEvent(QEvent.Type.KeyPress, Qt.Key.Key_Space, Qt.KeyboardModifier.NoModifier, " ", True))
+    QApplication.sendEvent(
+        panel.talk, QKeyEvent(QEvent.Type.KeyPress, Qt.Key.Key_Space, Qt.KeyboardModifier.NoModifier, " ", True)
+    )
     qtbot.keyRelease(panel.talk, Qt.Key.Key_Space)
     assert talk == [True, False, True, False]
 
@@ -192,7 +196,9 @@ def test_the_talk_key_rests_while_voice_is_off(qtbot: QtBot, scoped_key: tuple[T
     assert held == []
 
 
-def test_a_held_talk_key_is_let_go_when_the_window_loses_focus(qtbot: QtBot, scoped_key: tuple[TalkKey, QLineEdit, list[bool]]) -> None:
+def test_a_held_talk_key_is_let_go_when_the_window_loses_focus(
+    qtbot: QtBot, scoped_key: tuple[TalkKey, QLineEdit, list[bool]]
+) -> None:
     key, field, held = scoped_key
     qtbot.keyPress(field, Qt.Key.Key_Space, Qt.KeyboardModifier.ControlModifier)
     QApplication.sendEvent(field.window(), QEvent(QEvent.Type.WindowDeactivate))

@@ -91,7 +91,13 @@ def test_tab_reaches_composer_chat_and_sidebar(qtbot: QtBot, windows: WindowFact
     assert window.composer.editor.hasFocus()
 
     visited = _tab_through(qtbot, window, 14)
-    for target in (window.chat, window.sidebar.search, window.sidebar.list, window.composer.send_button, window.composer.attach_button):
+    for target in (
+        window.chat,
+        window.sidebar.search,
+        window.sidebar.list,
+        window.composer.send_button,
+        window.composer.attach_button,
+    ):
         assert target in visited, f"Tab never reached {target.accessibleName()}"
     assert window.composer.editor in visited  # and it comes round again
     backwards = _tab_through(qtbot, window, 12, Qt.Key.Key_Backtab)

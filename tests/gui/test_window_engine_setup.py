@@ -90,7 +90,9 @@ def test_a_key_typed_in_settings_goes_to_the_keyring_and_the_engine_reconnects(
     with qtbot.waitSignal(window.controller.engineReady, timeout=WAIT_MS) as ready:  # only the key changed
         window.open_settings()
     assert ready.args[0].model_id == "stub-model"
-    assert "HTTP 401" not in window.message_bar.label.text() or not window.message_bar.isVisible(), "the refusal is gone"
+    assert "HTTP 401" not in window.message_bar.label.text() or not window.message_bar.isVisible(), (
+        "the refusal is gone"
+    )
     assert keyring_backend.passwords == {(SERVICE, account(auth_stub.url)): KEY}
     _io_drained(qtbot, window)
     assert [p for p in hearth_home.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()] == []
@@ -114,7 +116,9 @@ def test_without_a_keyring_the_window_says_the_key_will_not_be_remembered(
     assert [p for p in hearth_home.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()] == []
 
 
-def test_the_dialog_forgets_a_key_and_wants_a_server_for_a_new_one(qtbot: QtBot, keyring_backend: MemoryKeyring) -> None:
+def test_the_dialog_forgets_a_key_and_wants_a_server_for_a_new_one(
+    qtbot: QtBot, keyring_backend: MemoryKeyring
+) -> None:
     url = "http://127.0.0.1:8080/v1"
     app.secrets.set_api_key(url, KEY)
     dialog = SettingsDialog(Settings(), [("smollm2-135m-instruct", "SmolLM2")], "CPU")
@@ -133,7 +137,9 @@ def test_the_dialog_forgets_a_key_and_wants_a_server_for_a_new_one(qtbot: QtBot,
     assert change.apply() is None and keyring_backend.passwords == {}
 
 
-def test_gpu_layers_asked_for_on_a_cpu_build_are_explained(qtbot: QtBot, windows: WindowFactory, home_with_model: Path) -> None:
+def test_gpu_layers_asked_for_on_a_cpu_build_are_explained(
+    qtbot: QtBot, windows: WindowFactory, home_with_model: Path
+) -> None:
     import llama_cpp
 
     assert not llama_cpp.llama_supports_gpu_offload(), "this test describes a CPU-only build"

@@ -176,7 +176,9 @@ def test_a_drop_anywhere_in_the_window_reaches_the_composer(qtbot: QtBot, window
     # Drag events climb from the widget under the pointer to the first that takes them.
     mime = file_mime(files / "red.png")
     for under_pointer in (window.chat.viewport(), window.sidebar.list.viewport(), window.statusBar()):
-        enter = QDragEnterEvent(QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+        enter = QDragEnterEvent(
+            QPoint(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+        )
         QApplication.sendEvent(under_pointer, enter)
         assert enter.isAccepted(), under_pointer
     assert drop(window, mime)  # and the drop then goes to the window that took the drag
@@ -325,7 +327,9 @@ def test_what_was_read_is_shown_on_request(qtbot: QtBot, window: MainWindow, fil
     assert read not in chat_text(window)
     over_thumbnail = point_on_anchor(qtbot, window, f"hearth-action:picture:{user.id}:0")
     viewport = window.chat.viewport()
-    QApplication.sendEvent(viewport, QHelpEvent(QEvent.Type.ToolTip, over_thumbnail, viewport.mapToGlobal(over_thumbnail)))
+    QApplication.sendEvent(
+        viewport, QHelpEvent(QEvent.Type.ToolTip, over_thumbnail, viewport.mapToGlobal(over_thumbnail))
+    )
     assert read in QToolTip.text() and "invoice.png" in QToolTip.text()  # the thumbnail's tooltip
     QToolTip.hideText()
 
@@ -450,7 +454,9 @@ def test_the_window_stays_responsive_while_pictures_are_checked_and_sent(
 
 
 @pytest.mark.parametrize("sees", [False, True])
-def test_it_says_plainly_when_the_model_cannot_see_the_pictures(qtbot: QtBot, windows: WindowFactory, files: Path, sees: bool) -> None:
+def test_it_says_plainly_when_the_model_cannot_see_the_pictures(
+    qtbot: QtBot, windows: WindowFactory, files: Path, sees: bool
+) -> None:
     window = windows(FakeEngine(vision=sees))
     qtbot.waitUntil(lambda: window.model_label.text().endswith("ready"), timeout=WAIT_MS)
     note = window.composer.sight_note

@@ -110,7 +110,12 @@ def test_dialog_sets_up_the_remote_engine(qtbot: QtBot, windows: WindowFactory) 
     dialog.accept()
     new = dialog.result_settings
     assert new is not None
-    assert (new.engine, new.remote_url, new.remote_model, new.remote_vision) == ("remote", "http://127.0.0.1:8080/v1", "qwen2.5", True)
+    assert (new.engine, new.remote_url, new.remote_model, new.remote_vision) == (
+        "remote",
+        "http://127.0.0.1:8080/v1",
+        "qwen2.5",
+        True,
+    )
     with qtbot.waitSignal(window.controller.engineReady, timeout=WAIT_MS):  # a new engine choice reloads
         window.controller.apply_settings(new)
 

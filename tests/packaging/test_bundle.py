@@ -30,7 +30,10 @@ BUILD_TIMEOUT_S = 780
 RUN_TIMEOUT_S = 180
 # What Qt says on a healthy run with no screen: the offscreen platform has no window manager to pass size
 # hints to, and QtMultimedia names the FFmpeg it starts.
-QT_NOTES = ("This plugin does not support propagateSizeHints()", "qt.multimedia.ffmpeg: Using Qt multimedia with FFmpeg")
+QT_NOTES = (
+    "This plugin does not support propagateSizeHints()",
+    "qt.multimedia.ffmpeg: Using Qt multimedia with FFmpeg",
+)
 
 
 def build_script() -> ModuleType:
@@ -65,7 +68,9 @@ def run_built(
     env.update(HEARTH_HOME=str(home), QT_QPA_PLATFORM="offscreen", PYTHONIOENCODING="utf-8")
     if sound is not None:
         env.update({k: v for k, v in sound.env.items() if k in ("XDG_RUNTIME_DIR", "PULSE_SERVER")})
-    return subprocess.run([str(program), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    return subprocess.run(
+        [str(program), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
+    )
 
 
 def assert_clean(result: subprocess.CompletedProcess[str], home: Path) -> None:
@@ -78,7 +83,9 @@ def assert_clean(result: subprocess.CompletedProcess[str], home: Path) -> None:
     assert " ERROR " not in text and " CRITICAL " not in text and "Traceback" not in text, text
 
 
-def test_the_built_app_opens_and_answers_with_its_embedded_model(program: Path, tmp_path: Path, pulse: PulseServer) -> None:
+def test_the_built_app_opens_and_answers_with_its_embedded_model(
+    program: Path, tmp_path: Path, pulse: PulseServer
+) -> None:
     home = tmp_path / "fresh-home"  # a first launch: no data folder, no models
     result = run_built(program, home, "--smoke-test", cwd=tmp_path, sound=pulse)
     assert_clean(result, home)
@@ -110,7 +117,9 @@ def test_voice_and_pictures_work_in_the_built_app(program: Path, tmp_path: Path,
     assert answer.stat().st_size > 10_000
 
     picture.write_bytes(text_png("The secret word is PINEAPPLE", size=40))
-    asked = run_built(program, home, "ask", "What does the picture say?", "--image", str(picture), "--json", cwd=tmp_path)
+    asked = run_built(
+        program, home, "ask", "What does the picture say?", "--image", str(picture), "--json", cwd=tmp_path
+    )
     assert_clean(asked, home)
     [image] = json.loads(asked.stdout)["images"]
     assert image["ocr_chars"] > 0

@@ -144,7 +144,9 @@ def test_a_folder_is_not_audio(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ resampling
 
 
-@pytest.mark.parametrize(("source", "target"), [(22050, 16000), (48000, 16000), (16000, 48000), (44100, 16000), (8000, 16000)])
+@pytest.mark.parametrize(
+    ("source", "target"), [(22050, 16000), (48000, 16000), (16000, 48000), (44100, 16000), (8000, 16000)]
+)
 def test_streaming_equals_one_shot(source: int, target: int) -> None:
     rng = np.random.default_rng(source)
     signal = (rng.standard_normal(source * 2) * 0.2).astype(np.float32)
@@ -230,7 +232,12 @@ def test_writing_into_a_missing_folder_is_refused(tmp_path: Path) -> None:
 
 
 def test_describe() -> None:
-    assert describe(np.zeros(16000, dtype=np.float32)) == {"duration_s": 1.0, "peak": 0.0, "rms_dbfs": SILENCE_DBFS, "clipped_fraction": 0.0}
+    assert describe(np.zeros(16000, dtype=np.float32)) == {
+        "duration_s": 1.0,
+        "peak": 0.0,
+        "rms_dbfs": SILENCE_DBFS,
+        "clipped_fraction": 0.0,
+    }
     assert describe(np.zeros(0, dtype=np.float32))["duration_s"] == 0.0
     sine = describe(tone(1000, 1.0, 16000, 1.0))
     assert sine["rms_dbfs"] == pytest.approx(-3.01, abs=0.05)

@@ -21,7 +21,17 @@ from app.core.turn import ChatSession
 from app.engines.llama_cpp_engine import LlamaCppEngine
 from app.settings import GenerationSettings, Settings, VoiceSettings
 from app.voice.audio import RATE, FileInput, RecordingOutput, ReferenceTap
-from app.voice.loop import BargedIn, Heard, Level, NothingHeard, StateChanged, TurnDone, VoiceEvent, VoiceLoop, VoiceState
+from app.voice.loop import (
+    BargedIn,
+    Heard,
+    Level,
+    NothingHeard,
+    StateChanged,
+    TurnDone,
+    VoiceEvent,
+    VoiceLoop,
+    VoiceState,
+)
 from app.voice.replay import EchoRoom, VoiceModels, run_recorded_turn
 from app.voice.turns import SessionTurns, cut_to_heard
 from app.voice.utterances import espeak_available, espeak_utterance, piper_utterances, speech_bounds
@@ -93,7 +103,12 @@ def test_speaking_over_the_reply_stops_it_and_keeps_what_was_heard(session: Chat
         models.voice, ["Tell me a long story about a dragon.", "Stop please, that is quite enough for now, thank you."]
     )
     report = run_recorded_turn(
-        session, models, question.samples, long_answer.voice, echo=True, interrupt_with=interruption.samples[int(0.4 * RATE) :]
+        session,
+        models,
+        question.samples,
+        long_answer.voice,
+        echo=True,
+        interrupt_with=interruption.samples[int(0.4 * RATE) :],
     )
     assert report.barge_in_s is not None, report.states
     messages = session.store.messages(report.conversation_id or 0)
@@ -157,7 +172,9 @@ class _CountingTranscriber:
         return self.inner.transcribe(audio, language)
 
 
-def test_a_long_monologue_is_transcribed_in_pieces_while_it_is_spoken(session: ChatSession, models: VoiceModels) -> None:
+def test_a_long_monologue_is_transcribed_in_pieces_while_it_is_spoken(
+    session: ChatSession, models: VoiceModels
+) -> None:
     sentences = [
         "I want to tell you about my weekend.",
         "On Saturday morning we walked along the river and watched the boats.",
@@ -213,7 +230,6 @@ def test_push_to_talk_makes_one_turn_from_press_to_release(session: ChatSession,
     assert not any(isinstance(e, (BargedIn, NothingHeard)) for e in events.items)
 
 
-
 class _LateTranscriber:
     """The real transcriber, held back until `release_at` (clock time): the turn's answer cannot begin before then."""
 
@@ -255,13 +271,18 @@ def test_speaking_on_before_the_answer_begins_makes_one_turn(session: ChatSessio
     users = [m.content for m in session.store.messages(conversation.id) if m.role == "user"]
     assert users == heard, "one user message with all the words, nothing lost and nothing twice"
 
+
 @pytest.mark.parametrize(
     ("reply", "heard", "kept"),
     [
         ("Hello **world**. Second sentence here.", "Hello world", "Hello **world**."),
         ("Use `pip install` then run it.", "Use pip install", "Use `pip install`"),
         ("One. Two. Three.", "", ""),
-        ("Visit [the site](https://example.com) today.", "Visit the site today", "Visit [the site](https://example.com) today."),
+        (
+            "Visit [the site](https://example.com) today.",
+            "Visit the site today",
+            "Visit [the site](https://example.com) today.",
+        ),
     ],
 )
 def test_a_cut_reply_keeps_the_words_that_were_heard(reply: str, heard: str, kept: str) -> None:
@@ -352,7 +373,9 @@ def test_a_late_speaker_writer_does_not_put_the_reference_behind_its_echo(models
     speaker's writer stalls for 150 ms. The loop waits for the reference it owes rather than
     inventing silence, so echo cancellation stays locked on: the microphone, cleaned, stays quiet
     and Hearth's own voice never starts a turn."""
-    reply = piper_utterances(models.voice, ["The moon is bright tonight, and the sea is calm. Sleep well, and dream of tides."])[0]
+    reply = piper_utterances(
+        models.voice, ["The moon is bright tonight, and the sea is calm. Sleep well, and dream of tides."]
+    )[0]
     speaker = RecordingOutput(loud=0.01, reference=LateTap(after_s=1.5, stall_s=0.15))
     mic = EchoRoom(FileInput(np.zeros(7 * RATE, np.float32), tail_s=0.0, name="quiet room"), speaker)
     states: list[str] = []

@@ -106,7 +106,14 @@ def test_a_newline_ends_a_sentence() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["We use e.g. tools.", "Ask Dr. Who now.", "Pi is 3.14 exactly.", "The U.S. team won.", "J. F. Kennedy spoke.", "Visit example.com today."],
+    [
+        "We use e.g. tools.",
+        "Ask Dr. Who now.",
+        "Pi is 3.14 exactly.",
+        "The U.S. team won.",
+        "J. F. Kennedy spoke.",
+        "Visit example.com today.",
+    ],
 )
 def test_no_split_inside_abbreviations_numbers_and_names(text: str) -> None:
     assert len(whole(text)) == 1

@@ -28,24 +28,34 @@ SETTINGS = Settings(generation=GenerationSettings(temperature=0.0, top_p=1.0, ma
 @pytest.fixture
 def seeing_session(tmp_path: Path) -> Iterator[tuple[ChatSession, VisionEngine, ImageStore]]:
     pictures = ImageStore(tmp_path / "images")
-    engine = VisionEngine(*write_tiny_vlm(tmp_path / "vlm"), pictures=lambda sha: pictures.get(sha).read_bytes(), n_ctx=1024, n_threads=1)
+    engine = VisionEngine(
+        *write_tiny_vlm(tmp_path / "vlm"), pictures=lambda sha: pictures.get(sha).read_bytes(), n_ctx=1024, n_threads=1
+    )
     store = Store.open(tmp_path / "chat.sqlite3")
     yield ChatSession(store, engine, SETTINGS), engine, pictures
     store.close()
     engine.close()
 
 
-def test_a_spoken_question_sees_the_picture_dropped_before(seeing_session: tuple[ChatSession, VisionEngine, ImageStore], transcriber: object, voice: object) -> None:
+def test_a_spoken_question_sees_the_picture_dropped_before(
+    seeing_session: tuple[ChatSession, VisionEngine, ImageStore], transcriber: object, voice: object
+) -> None:
     session, engine, pictures = seeing_session
     picture = io.BytesIO()
     Image.new("RGB", (64, 48), (220, 180, 20)).save(picture, format="PNG")
-    dropped = session.add_user_message(None, "Here is a sign.", [picture.getvalue()], pictures, FakeReader("OPEN 9 TO 5"))
+    dropped = session.add_user_message(
+        None, "Here is a sign.", [picture.getvalue()], pictures, FakeReader("OPEN 9 TO 5")
+    )
     assert [e for e in session.reply(dropped.conversation_id) if isinstance(e, ReplyFinished)]
     assert engine.images_encoded == 1
 
     question = piper_utterances(voice, ["When does the shop open?"])[0]
     report = run_recorded_turn(
-        session, VoiceModels(transcriber, voice), question.samples, VoiceSettings(speak_replies=False), conversation_id=dropped.conversation_id
+        session,
+        VoiceModels(transcriber, voice),
+        question.samples,
+        VoiceSettings(speak_replies=False),
+        conversation_id=dropped.conversation_id,
     )
     assert report.conversation_id == dropped.conversation_id and report.heard
     messages = session.store.messages(dropped.conversation_id)

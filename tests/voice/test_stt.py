@@ -110,7 +110,9 @@ def test_concurrent_calls_are_serialised_and_both_right(transcriber: Transcriber
     assert all(word_error_rate(JFK_TEXT, text) <= 0.05 for text in results)
 
 
-def test_gpu_request_falls_back_to_the_cpu_when_there_is_none(whisper_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_gpu_request_falls_back_to_the_cpu_when_there_is_none(
+    whisper_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import ctranslate2
 
     caplog.set_level(logging.WARNING, logger="hearth.voice.stt")

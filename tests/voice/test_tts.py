@@ -97,7 +97,9 @@ def test_speaking_rate(piper_onnx: Path) -> None:
 
 def test_two_threads_can_speak_at_once(voice: Voice) -> None:
     results: list[int] = []
-    threads = [threading.Thread(target=lambda: results.append(len(voice.speak_all("Hello from a thread.")))) for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: results.append(len(voice.speak_all("Hello from a thread.")))) for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -102,7 +102,9 @@ def test_transcribe_awkward_wavs(voice_home: Path, tmp_path: Path, spoken: np.nd
     ],
     ids=["missing", "zero-bytes", "text", "picture", "no-samples", "folder"],
 )
-def test_transcribe_refuses_bad_input_clearly(hearth_home: Path, tmp_path: Path, make: Callable[[Path], Path], phrase: str) -> None:
+def test_transcribe_refuses_bad_input_clearly(
+    hearth_home: Path, tmp_path: Path, make: Callable[[Path], Path], phrase: str
+) -> None:
     source = tmp_path / "input"
     source.mkdir()
     result = hearth(hearth_home, "transcribe", str(make(source)))
@@ -112,7 +114,9 @@ def test_transcribe_refuses_bad_input_clearly(hearth_home: Path, tmp_path: Path,
 
 @pytest.mark.voice
 def test_transcribe_with_a_chat_model_is_refused(voice_home: Path) -> None:
-    assert_fails_clearly(hearth(voice_home, "transcribe", str(JFK), "--model", "smollm2-135m-instruct"), "not a speech recognition model")
+    assert_fails_clearly(
+        hearth(voice_home, "transcribe", str(JFK), "--model", "smollm2-135m-instruct"), "not a speech recognition model"
+    )
     assert_fails_clearly(hearth(voice_home, "transcribe", str(JFK), "--model", "no-such-model"), "no-such-model")
 
 
@@ -139,7 +143,12 @@ def test_say_json_reads_stdin_and_takes_a_rate(voice_home: Path, tmp_path: Path)
     out = tmp_path / "fast.wav"
     result = subprocess.run(
         [*HEARTH, "say", "-", "-o", str(out), "--rate", "1.5", "--json"],
-        cwd=REPO, env=hearth_env(voice_home), input=PHRASE, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        env=hearth_env(voice_home),
+        input=PHRASE,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert_ok(result)
     data = json.loads(result.stdout)
@@ -154,7 +163,12 @@ def test_say_long_text_streams_into_the_file(voice_home: Path, tmp_path: Path) -
     out = tmp_path / "long.wav"
     result = subprocess.run(
         [*HEARTH, "say", "-", "-o", str(out), "--json"],
-        cwd=REPO, env=hearth_env(voice_home), input=text, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        env=hearth_env(voice_home),
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert_ok(result)
     data = json.loads(result.stdout)
@@ -247,4 +261,3 @@ def test_voice_turn_on_silence_says_nothing_was_heard_and_stores_nothing(turn_ho
     assert_fails_clearly(result, "No speech was heard", "speech")
     with open_store(turn_home) as store:
         assert store.list_conversations() == []
-

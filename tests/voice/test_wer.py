@@ -12,7 +12,18 @@ def test_identical_texts_score_zero_whatever_the_case_and_punctuation() -> None:
 
 
 def test_normalising_keeps_only_words() -> None:
-    assert normalise_words("Don’t stop—it's “well-known”, e.g. here/there.") == ["do", "not", "stop", "it", "is", "well", "known", "eg", "here", "there"]
+    assert normalise_words("Don’t stop—it's “well-known”, e.g. here/there.") == [
+        "do",
+        "not",
+        "stop",
+        "it",
+        "is",
+        "well",
+        "known",
+        "eg",
+        "here",
+        "there",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -356,6 +356,7 @@ class VoiceLoop:
                     self._on_window(window_raw, prob_raw)
                 else:
                     self._on_window(window, _through_echo(prob, window, window_raw))
+        return False
 
     def _level(self, frame: Samples) -> None:
         self._level_acc.append(frame)

@@ -9,6 +9,7 @@ Nothing here imports Qt.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -176,6 +177,8 @@ class ImageStore:
         """Store `image` and return its path; storing the same picture again writes nothing."""
         path = self.path_for(image.sha256)
         if path.is_file():
+            with contextlib.suppress(OSError):
+                os.utime(path)  # in use again: a clean-up now must not take it (see forget_unused_pictures)
             return path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,6 +199,14 @@ class ImageStore:
                 "It may have been deleted by hand; attach the picture again.",
             )
         return path
+
+    def addresses(self) -> dict[str, Path]:
+        """Every stored picture, by address."""
+        found: dict[str, Path] = {}
+        for path in self.folder.glob("[0-9a-f][0-9a-f]/*.png"):
+            if _SHA256.fullmatch(path.stem):
+                found[path.stem] = path
+        return found
 
     def __contains__(self, sha256: object) -> bool:
         return isinstance(sha256, str) and _SHA256.fullmatch(sha256) is not None and self.path_for(sha256).is_file()

@@ -306,6 +306,18 @@ class Store:
     # -- search and upkeep -------------------------------------------------------------------
 
     @_guarded
+    def picture_addresses(self) -> set[str]:
+        """The addresses of all pictures that some stored message holds (``meta["images"]``)."""
+        rows = self._db.execute(
+            """
+            SELECT json_extract(picture.value, '$.sha256')
+            FROM messages, json_each(messages.meta, '$.images') AS picture
+            WHERE json_valid(messages.meta) AND json_type(messages.meta, '$.images') = 'array'
+            """
+        ).fetchall()
+        return {row[0] for row in rows if isinstance(row[0], str)}
+
+    @_guarded
     def search(self, query: str, limit: int = 50) -> list[SearchHit]:
         """Conversations whose title or messages match, title matches first, one hit per conversation."""
         words = [w for w in query.split() if w]

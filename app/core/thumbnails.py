@@ -9,7 +9,9 @@ picks up an old file). The chat view only ever reads these. Nothing here imports
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -53,3 +55,41 @@ class Thumbnails:
         for message in messages:
             for attachment in attachments_of(message):
                 self.ensure(attachment.sha256)
+
+
+UNUSED_GRACE_S = 120.0  # a picture stored this recently may belong to a message being sent
+
+
+def forget_unused_pictures(in_use: set[str], store: ImageStore, *, grace_s: float = UNUSED_GRACE_S) -> int:
+    """Delete stored pictures (and their thumbnails) that no message holds any more.
+
+    `in_use` comes from `Store.picture_addresses()`. A picture is stored a moment before its
+    message is, so pictures younger than `grace_s` are kept: the next clean-up takes them.
+    Returns how many pictures were deleted. Files that cannot be deleted are left and logged.
+    """
+    now = time.time()
+    removed = 0
+    thumbnails = Thumbnails(store)
+    for sha256, path in store.addresses().items():
+        if sha256 in in_use:
+            continue
+        try:
+            if now - path.stat().st_mtime < grace_s:
+                continue
+            path.unlink()
+        except OSError as exc:
+            log.warning("could not delete unused picture %s: %s", sha256[:12], exc)
+            continue
+        removed += 1
+        for thumb in thumbnails.folder.glob(f"{sha256[:2]}/{sha256}-*.png"):
+            with contextlib.suppress(OSError):
+                thumb.unlink()
+    stored = store.addresses()
+    for thumb in thumbnails.folder.glob("[0-9a-f][0-9a-f]/*-*.png"):
+        sha256 = thumb.name.split("-", 1)[0]
+        if sha256 not in in_use and sha256 not in stored:
+            with contextlib.suppress(OSError):
+                thumb.unlink()
+    if removed:
+        log.info("deleted %d picture(s) no conversation holds", removed)
+    return removed

@@ -26,7 +26,7 @@ from app.core.conversation import Message
 from app.core.export import export_conversation
 from app.core.images import ImageStore
 from app.core.store import Store
-from app.core.thumbnails import Thumbnails
+from app.core.thumbnails import Thumbnails, forget_unused_pictures
 from app.core.turn import (
     ChatSession,
     ContextTrimmed,
@@ -131,6 +131,8 @@ class ChatController(QObject):
         self.refresh_conversations()
         self.refresh_models()
         self.load_engine()
+        # Pictures of conversations deleted moments before Hearth last closed are still stored.
+        self.runner.submit("io", _forget_unused_pictures, profile).fail(self._fatal)
 
     def refresh_models(self) -> None:
         """The chat models the library knows (catalog + imported files), for Settings › Model."""
@@ -207,13 +209,16 @@ class ChatController(QObject):
         if cid is None:
             self.contextUsage.emit(0, session.engine.info.n_ctx)
             return
-        self.runner.submit("llm", self._exclusively, session.context_usage, cid).then(
-            lambda usage: self._usage(cid, usage)
-        )
+        job = self.runner.submit("llm", self._exclusively, session.context_usage, cid)
+        job.then(lambda usage: self._usage(cid, usage)).fail(lambda error: self._usage_failed(cid, error))
 
     def _usage(self, cid: int, usage: tuple[int, int]) -> None:
         if cid == self.current:
             self.contextUsage.emit(*usage)
+
+    def _usage_failed(self, cid: int, error: BaseException) -> None:
+        if cid == self.current:  # a conversation closed (or deleted) meanwhile needs no meter
+            self._fatal(error)
 
     def _exclusively(self, fn: Callable[..., Any], *args: Any) -> Any:
         with self.engine_lock:
@@ -237,9 +242,13 @@ class ChatController(QObject):
         self._store_call(self._store().set_system_prompt, conversation_id, text, usage=True)
 
     def delete(self, conversation_id: int) -> None:
+        """Delete the conversation, and the stored pictures no other conversation holds."""
         if conversation_id == self.current:
             self.open_conversation(None)
+        profile = self.profile
         self._store_call(self._store().delete_conversation, conversation_id)
+        if profile is not None:
+            self.runner.submit("io", _forget_unused_pictures, profile).fail(self._fatal)
 
     def export(self, conversation_id: int, path: Path) -> None:
         job = self.runner.submit("io", export_conversation, self._store(), conversation_id, path)
@@ -413,6 +422,10 @@ class ChatController(QObject):
             session.engine.close()
         if self.profile is not None:
             self.profile.close()
+
+
+def _forget_unused_pictures(profile: Profile) -> int:
+    return forget_unused_pictures(profile.store.picture_addresses(), ImageStore(profile.paths.images))
 
 
 def _thumbnails(profile: Profile) -> Thumbnails:

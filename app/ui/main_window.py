@@ -362,7 +362,9 @@ class MainWindow(QMainWindow):
             self.controller.rename(conversation_id, title.strip())
 
     def _delete(self, conversation_id: int) -> None:
-        answer = QMessageBox.question(self, "Delete conversation", "Delete this conversation and all its messages?")
+        answer = QMessageBox.question(
+            self, "Delete conversation", "Delete this conversation, all its messages and the pictures only it holds?"
+        )
         if answer == QMessageBox.StandardButton.Yes:
             self.controller.delete(conversation_id)
 

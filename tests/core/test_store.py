@@ -104,6 +104,18 @@ def test_meta_round_trips_and_defaults_to_empty(store: Store) -> None:
     assert store.get_message(rich.id).meta == {"nested": {"list": [1, 2.5, None, True]}}
 
 
+def test_picture_addresses_are_those_some_message_still_holds(store: Store) -> None:
+    first, second = "a1" * 32, "b2" * 32
+    doomed = store.create_conversation("doomed")
+    kept = store.create_conversation("kept")
+    store.add_message(doomed.id, "user", "two", meta={"images": [{"sha256": first}, {"sha256": second}]})
+    store.add_message(kept.id, "user", "one", meta={"images": [{"sha256": first, "name": "a.png"}], "spoken": True})
+    store.add_message(kept.id, "assistant", "no pictures", meta={"images": "not a list"})
+    assert store.picture_addresses() == {first, second}
+    store.delete_conversation(doomed.id)
+    assert store.picture_addresses() == {first}
+
+
 def test_delete_messages_from(store: Store) -> None:
     conv = store.create_conversation()
     other = store.create_conversation()

@@ -6,15 +6,17 @@ store in HEARTH_HOME, Pillow-made files and the OCR reader — except the chat e
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QHelpEvent, QImage, QTextDocument
-from PySide6.QtWidgets import QApplication, QFileDialog, QToolTip, QWidget
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QToolTip, QWidget
 from pytestqt.qtbot import QtBot
 
 from app.core.attachments import IMAGE_ONLY_TEXT, attachments_of
@@ -468,3 +470,34 @@ def test_it_says_plainly_when_the_model_cannot_see_the_pictures(
         assert "cannot see pictures" in note.text() and "text Hearth reads" in note.text()
     qtbot.mouseClick(window.composer.strip.cards()[0].remove_button, Qt.MouseButton.LeftButton)
     assert not note.isVisible()
+
+
+def test_deleting_a_conversation_deletes_the_pictures_only_it_held(
+    qtbot: QtBot, window: MainWindow, files: Path, hearth_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drop(window, file_mime(files / "invoice.png"))
+    wait_pictures(qtbot, window, 1)
+    shared = attachments_of(send_and_wait(qtbot, window, "Kept"))[0].sha256
+    kept_id = window.controller.current
+    qtbot.mouseClick(window.sidebar.new_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.controller.current is None, timeout=WAIT_MS)
+    drop(window, file_mime(files / "invoice.png", files / "red.png"))
+    wait_pictures(qtbot, window, 2)
+    doomed = send_and_wait(qtbot, window, "Doomed")
+    own = next(a.sha256 for a in attachments_of(doomed) if a.sha256 != shared)
+    store = ImageStore(hearth_home / "images")
+    thumbnails = Thumbnails(store)
+    for sha in (shared, own):
+        then = time.time() - 3600  # stored a while ago, not a moment before a message
+        os.utime(store.get(sha), (then, then))
+    assert thumbnails.path_for(own).is_file()
+
+    monkeypatch.setattr(QMessageBox, "question", lambda *args: QMessageBox.StandardButton.Yes)
+    window.sidebar.deleteRequested.emit(doomed.conversation_id)
+    qtbot.waitUntil(lambda: own not in store, timeout=WAIT_MS)
+    assert not thumbnails.path_for(own).exists()
+    assert shared in store and thumbnails.path_for(shared).is_file()  # the other conversation holds it
+    qtbot.waitUntil(lambda: window.sidebar.list.count() == 1, timeout=WAIT_MS)
+    click_row(qtbot, window, 0)
+    qtbot.waitUntil(lambda: window.controller.current == kept_id and "Kept" in chat_text(window), timeout=WAIT_MS)
+    assert len(thumbnail_images(window)) == 1 and window.chat.blocked == []

@@ -9,10 +9,13 @@ urllib only, so fetching needs nothing beyond the standard library.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import re
+import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
@@ -155,7 +158,8 @@ def _download(
                 "The file at that URL has changed; the catalog entry needs updating.",
             )
         try:
-            _stream(response, partial, offset, entry.size or 0, progress, cancel, digest)
+            with _hang_up_on(cancel, response):
+                _stream(response, partial, offset, entry.size or 0, progress, cancel, digest)
         except _Oversize:
             partial.unlink(missing_ok=True)
             raise FetchError(
@@ -186,6 +190,34 @@ def _open(entry: ModelEntry, request: Request, partial: Path, have: int) -> http
             f"Cannot reach {host} to download '{entry.id}' ({reason}).",
             "Check the internet connection and fetch again; it resumes where it stopped.",
         ) from None
+
+
+@contextlib.contextmanager
+def _hang_up_on(cancel: threading.Event | None, response: http.client.HTTPResponse) -> Iterator[None]:
+    """Shut the connection as soon as `cancel` is set, so that a read waiting on a server that has
+    stopped sending returns at once (pause and cancel take effect now, not after the timeout)."""
+    if cancel is None:
+        yield
+        return
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.is_set():
+            if cancel.wait(0.05):
+                # http.client keeps its socket under fp.raw; shutting it wakes the blocked read.
+                sock = getattr(getattr(response.fp, "raw", None), "_sock", None)
+                if isinstance(sock, socket.socket):
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+                return
+
+    watcher = threading.Thread(target=watch, name="hearth-fetch-cancel", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        watcher.join()
 
 
 def _resume_point(
@@ -227,8 +259,9 @@ def _stream(
             try:
                 chunk = response.read1(CHUNK)
             except (OSError, http.client.HTTPException):
-                return
+                chunk = b""
             if not chunk:
+                check_cancel(cancel, "the download was cancelled")  # the connection was shut for it
                 return
             if done + len(chunk) > expected:
                 raise _Oversize

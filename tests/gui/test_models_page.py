@@ -491,3 +491,19 @@ def _has_llama_cpp() -> bool:
     except ImportError:
         return False
     return True
+
+
+def test_pause_takes_effect_at_once_while_the_server_sends_nothing(qtbot: QtBot, pages: Pages) -> None:
+    """The server stops sending mid-file and stays silent (it would for 30 s): pausing still stops
+    the download at once, keeping what arrived, instead of waiting for the connection to time out."""
+    served = Served(DATA, stall_at=STALL_AT)
+    with serve(served) as url:
+        entry = url_entry(DATA, url)
+        page = pages(entry)
+        click(qtbot, page.download_button)
+        wait_received(qtbot, page, entry.id, STALL_AT)
+        with qtbot.waitSignal(page.jobs.stopped, timeout=WAIT_MS):
+            click(qtbot, page.pause_button)
+        wait_state(qtbot, page, entry.id, lambda state: state.startswith("paused at"))
+        assert page.library.partial_bytes(entry) == STALL_AT
+        served.release.set()  # let the server's stalled response end

@@ -485,7 +485,7 @@ class VoiceLoop:
         turn.chunks.append(future)
 
         def done(f: Future[str]) -> None:
-            if f.exception() is None:
+            if not f.cancelled() and f.exception() is None:
                 turn.texts[index] = f.result()
                 if not turn.ended:
                     self._emit(Partial(self._joined(turn)))

@@ -156,7 +156,9 @@ class _Events:
 
     def __call__(self, event: VoiceEvent) -> None:
         self.items.append(event)
-        if type(event).__name__ in ("TurnDone", "NothingHeard"):
+        # A turn carried on (the user spoke again before its answer began) is not done: its words
+        # open the next one.
+        if isinstance(event, NothingHeard) or (isinstance(event, TurnDone) and not event.carried_on):
             self.turn_done.set()
 
 

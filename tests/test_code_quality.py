@@ -1,4 +1,4 @@
-"""The code stays lint-clean and fully typed: ruff and mypy run as part of the suite."""
+"""The code stays lint-clean, formatted and fully typed: ruff and mypy run as part of the suite."""
 
 from __future__ import annotations
 
@@ -23,6 +23,13 @@ def test_ruff_finds_nothing() -> None:
         [_tool("ruff"), "check", "app", "tests", "packaging"], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_code_is_formatted() -> None:
+    result = subprocess.run(
+        [_tool("ruff"), "format", "--check", "app", "tests", "packaging"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, "run `ruff format app tests packaging`:\n" + result.stdout + result.stderr
 
 
 def test_mypy_finds_nothing() -> None:

@@ -68,9 +68,9 @@ def forget_unused_pictures(in_use: set[str], store: ImageStore, *, grace_s: floa
     Returns how many pictures were deleted. Files that cannot be deleted are left and logged.
     """
     now = time.time()
+    stored = store.addresses()
     removed = 0
-    thumbnails = Thumbnails(store)
-    for sha256, path in store.addresses().items():
+    for sha256, path in list(stored.items()):
         if sha256 in in_use:
             continue
         try:
@@ -80,12 +80,10 @@ def forget_unused_pictures(in_use: set[str], store: ImageStore, *, grace_s: floa
         except OSError as exc:
             log.warning("could not delete unused picture %s: %s", sha256[:12], exc)
             continue
+        del stored[sha256]
         removed += 1
-        for thumb in thumbnails.folder.glob(f"{sha256[:2]}/{sha256}-*.png"):
-            with contextlib.suppress(OSError):
-                thumb.unlink()
-    stored = store.addresses()
-    for thumb in thumbnails.folder.glob("[0-9a-f][0-9a-f]/*-*.png"):
+    # One pass over the thumbnails: those of the pictures just deleted, and any left behind earlier.
+    for thumb in Thumbnails(store).folder.glob("[0-9a-f][0-9a-f]/*-*.png"):
         sha256 = thumb.name.split("-", 1)[0]
         if sha256 not in in_use and sha256 not in stored:
             with contextlib.suppress(OSError):

@@ -3,6 +3,7 @@ downloads come from a real HTTP server on 127.0.0.1 (tests/catalog/helpers.py)."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -115,6 +116,18 @@ def wait_received(qtbot: QtBot, page: ModelsPage, model_id: str, count: int) -> 
     qtbot.waitUntil(received, timeout=WAIT_MS)
 
 
+@contextlib.contextmanager
+def stalled_download(qtbot: QtBot, pages: Pages, served: Served) -> Iterator[tuple[ModelsPage, ModelEntry, str]]:
+    """The page downloading from a loopback server that has sent `STALL_AT` bytes and now waits
+    for `served.release`; yields the page, the entry and the server's URL."""
+    with serve(served) as url:
+        entry = url_entry(DATA, url)
+        page = pages(entry)
+        click(qtbot, page.download_button)
+        wait_received(qtbot, page, entry.id, STALL_AT)
+        yield page, entry, url
+
+
 # -- downloads -------------------------------------------------------------------------------
 
 
@@ -138,11 +151,7 @@ def test_download_shows_progress_then_checks_and_is_here(qtbot: QtBot, pages: Pa
 
 def test_pause_keeps_the_partial_and_resume_continues_it_with_a_range_request(qtbot: QtBot, pages: Pages) -> None:
     served = Served(DATA, stall_at=STALL_AT)
-    with serve(served) as url:
-        entry = url_entry(DATA, url)
-        page = pages(entry)
-        click(qtbot, page.download_button)
-        wait_received(qtbot, page, entry.id, STALL_AT)
+    with stalled_download(qtbot, pages, served) as (page, entry, url):
         qtbot.waitUntil(lambda: page.progress.isVisible() and "MB" in page.progress.format(), timeout=WAIT_MS)
         with qtbot.waitSignal(page.jobs.stopped, timeout=WAIT_MS):
             click(qtbot, page.pause_button)
@@ -160,11 +169,7 @@ def test_pause_keeps_the_partial_and_resume_continues_it_with_a_range_request(qt
 
 def test_cancel_deletes_what_has_arrived(qtbot: QtBot, pages: Pages) -> None:
     served = Served(DATA, stall_at=STALL_AT)
-    with serve(served) as url:
-        entry = url_entry(DATA, url)
-        page = pages(entry)
-        click(qtbot, page.download_button)
-        wait_received(qtbot, page, entry.id, STALL_AT)
+    with stalled_download(qtbot, pages, served) as (page, entry, url):
         with qtbot.waitSignal(page.jobs.stopped, timeout=WAIT_MS):
             click(qtbot, page.cancel_button)
             served.release.set()
@@ -220,11 +225,8 @@ def test_a_truncated_file_on_the_server_is_refused(qtbot: QtBot, pages: Pages) -
 
 def test_server_gone_mid_download_keeps_the_partial_and_resumes_later(qtbot: QtBot, pages: Pages) -> None:
     served = Served(DATA, stall_at=STALL_AT, hang_up=True)
-    with serve(served) as url:
-        entry = url_entry(DATA, url)
-        page = pages(entry)
-        click(qtbot, page.download_button)
-        wait_received(qtbot, page, entry.id, STALL_AT)
+    with stalled_download(qtbot, pages, served) as (page, entry, url):
+        pass  # the server stays stalled while it is closed
     with qtbot.waitSignal(page.jobs.failed, timeout=WAIT_MS) as failed:
         served.release.set()  # the connection drops, and nothing answers at that address any more
     assert failed.args[1].startswith("Cannot reach 127.0.0.1")
@@ -497,11 +499,7 @@ def test_pause_takes_effect_at_once_while_the_server_sends_nothing(qtbot: QtBot,
     """The server stops sending mid-file and stays silent (it would for 30 s): pausing still stops
     the download at once, keeping what arrived, instead of waiting for the connection to time out."""
     served = Served(DATA, stall_at=STALL_AT)
-    with serve(served) as url:
-        entry = url_entry(DATA, url)
-        page = pages(entry)
-        click(qtbot, page.download_button)
-        wait_received(qtbot, page, entry.id, STALL_AT)
+    with stalled_download(qtbot, pages, served) as (page, entry, url):
         with qtbot.waitSignal(page.jobs.stopped, timeout=WAIT_MS):
             click(qtbot, page.pause_button)
         wait_state(qtbot, page, entry.id, lambda state: state.startswith("paused at"))

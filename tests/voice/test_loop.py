@@ -384,21 +384,28 @@ def test_a_late_speaker_writer_does_not_put_the_reference_behind_its_echo(models
     mic = EchoRoom(FileInput(np.zeros(7 * RATE, np.float32), tail_s=0.0, name="quiet room"), speaker)
     states: list[str] = []
     levels: list[tuple[float, float]] = []
+    listening, heard_out = threading.Event(), threading.Event()
+    until = [float("inf")]  # when the reply and its echo's tail have been through the loop
 
     def on_event(event: VoiceEvent) -> None:
         if isinstance(event, StateChanged):
             states.append(event.state.value)
+            if event.state == VoiceState.LISTENING:
+                listening.set()
         elif isinstance(event, Level):
             levels.append((time.monotonic(), event.db))
+            if levels[-1][0] >= until[0]:
+                heard_out.set()
 
     loop = VoiceLoop(mic, speaker, models.stt, None, _NoTurns(), VoiceSettings(), on_event)
     speaker.start()
     loop.start()
     try:
-        time.sleep(0.3)
+        assert listening.wait(5)
         started = time.monotonic()
+        until[0] = started + len(reply.samples) / RATE + 0.5
         speaker.play(reply.samples)
-        time.sleep(len(reply.samples) / RATE + 0.5)
+        assert heard_out.wait(len(reply.samples) / RATE + 10)
     finally:
         loop.close()
         speaker.close()

@@ -11,7 +11,6 @@ that voice can be in the microphone, so the raw signal can be trusted. All are u
 from __future__ import annotations
 
 import logging
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -93,59 +92,85 @@ class EchoCanceller:
 class EchoPath:
     """Whether any of the speaker can be in the microphone right now.
 
-    It cannot when the speaker has been silent for longer than any room's echo (`TAIL_S`), or when
-    the microphone stays far quieter than what is played: headphones, or speakers turned down.
-    Energies are compared over quarter-second blocks, which the speaker-to-microphone delay
-    (up to a few hundred ms) barely shifts. Only blocks that were playing for most of their length
-    count, and each reply's first such block is skipped (its echo may not have arrived yet); the
-    median of the last three seconds of playback decides.
+    It cannot when the speaker has been silent for longer than any room's echo (`TAIL_S`), or when,
+    during a reply, the microphone stayed quiet while the speaker played: headphones, or speakers
+    turned down. The test is made for every delay the echo could have (up to `MAX_DELAY`): an echo
+    arriving that late after the speaker played loudly would have filled the microphone, so the
+    delay is ruled out when, most of the times the speaker was loud that long ago, the microphone
+    was at least 30 dB quieter than it. Once every delay is ruled out the verdict holds until the
+    reply ends: the user speaking over a reply fills the microphone too, but only after the
+    verdict, so their words do not make an echo appear. With a real echo the delay it comes at is
+    never ruled out, even when that delay changes (a device catching up after an underrun).
     """
 
     TAIL_S = 0.6
-    PLAYING_DB = -50.0
+    PLAYING_DB = -50.0  # a 10 ms frame of the reference this loud is being played
+    LOUD_DB = -45.0  # ...and this loud all around a moment, a moment whose echo would be heard
     COUPLED_DB = -30.0
-    BLOCK = 25  # frames: 250 ms
-    MIN_BLOCKS = 2
+    MAX_DELAY = 45  # frames: 450 ms, speaker to microphone, device buffers included
+    SPREAD = 2  # frames either side of a delay: its echo is smeared by the room and by jitter
+    QUIET_SHARE = 0.6
+    MIN_EVIDENCE = 3  # loud frames seen at each delay before it can be ruled out
 
     def __init__(self) -> None:
         self._since_playing = 10**9  # frames since the speaker last played something
-        self._blocks: deque[float] = deque(maxlen=12)
-        self._mic_energy = 0.0
-        self._played_energy = 0.0
-        self._frames = 0
-        self._playing_frames = 0
-        self._weak = False
-        self._was_playing = False
+        self._reference_db = np.full(self.MAX_DELAY + 2 * self.SPREAD + 1, -100.0)  # newest last
+        self._mic_db = np.full(self.SPREAD + 1, -100.0)
+        self._loud = np.zeros(self.MAX_DELAY + 1, dtype=np.int64)  # per delay
+        self._quiet = np.zeros(self.MAX_DELAY + 1, dtype=np.int64)
+        self._ruled_out = False
 
     def note(self, mic: Samples, reference: Samples) -> None:
-        played = float(np.dot(reference, reference))
-        if played > FRAME * 10 ** (self.PLAYING_DB / 10):
+        played = _frame_db(reference)
+        if played > self.PLAYING_DB:
             self._since_playing = 0
-            self._playing_frames += 1
         else:
             self._since_playing += 1
-        self._mic_energy += float(np.dot(mic, mic))
-        self._played_energy += played
-        self._frames += 1
-        if self._frames < self.BLOCK:
+            if self._tail_over():
+                self._forget()
+                return
+        self._reference_db = np.roll(self._reference_db, -1)
+        self._reference_db[-1] = played
+        self._mic_db = np.roll(self._mic_db, -1)
+        self._mic_db[-1] = _frame_db(mic)
+        if self._ruled_out:
             return
-        # A reply that begins near the end of a block leaves its echo in none of it: such a block
-        # is not playing, and the next one, ahead of the echo still, is skipped.
-        playing = self._playing_frames * 2 >= self.BLOCK
-        if playing and self._was_playing:
-            self._blocks.append(10 * float(np.log10(max(self._mic_energy, 1e-12) / self._played_energy)))
-            if len(self._blocks) >= self.MIN_BLOCKS:
-                self._weak = float(np.median(self._blocks)) < self.COUPLED_DB
-        self._was_playing = playing
-        self._mic_energy = self._played_energy = 0.0
-        self._frames = self._playing_frames = 0
+        # The microphone frame SPREAD frames ago, against the reference around each delay before it.
+        heard = self._mic_db[0]
+        windows = np.lib.stride_tricks.sliding_window_view(self._reference_db, 2 * self.SPREAD + 1)
+        around = windows.min(axis=1)[::-1]  # index: delay in frames
+        loud = around > self.LOUD_DB
+        self._loud += loud
+        self._quiet += loud & (heard < around + self.COUPLED_DB)
+        if np.all(self._loud >= self.MIN_EVIDENCE) and np.all(self._quiet >= self.QUIET_SHARE * self._loud):
+            self._ruled_out = True
 
     def absent(self) -> bool:
-        return self._since_playing * FRAME > self.TAIL_S * RATE or self._weak
+        return self._tail_over() or self._ruled_out
+
+    def _tail_over(self) -> bool:
+        return self._since_playing * FRAME > self.TAIL_S * RATE
+
+    def _forget(self) -> None:
+        """The reply is over: the next one is judged afresh (headphones may be off by then)."""
+        if self._ruled_out or self._loud.any():
+            self._reference_db.fill(-100.0)
+            self._mic_db.fill(-100.0)
+            self._loud.fill(0)
+            self._quiet.fill(0)
+            self._ruled_out = False
 
     def __repr__(self) -> str:
-        blocks = ", ".join(f"{b:.0f}" for b in self._blocks)
-        return f"EchoPath(quiet for {self._since_playing * FRAME / RATE:.2f} s, coupling dB [{blocks}])"
+        ruled = int(np.sum((self._loud >= self.MIN_EVIDENCE) & (self._quiet >= self.QUIET_SHARE * self._loud)))
+        return (
+            f"EchoPath(quiet for {self._since_playing * FRAME / RATE:.2f} s, "
+            f"{ruled} of {self.MAX_DELAY + 1} delays ruled out)"
+        )
+
+
+def _frame_db(samples: Samples) -> float:
+    energy = float(np.dot(samples, samples)) / max(len(samples), 1)
+    return 10.0 * float(np.log10(energy)) if energy > 1e-10 else -100.0
 
 
 def _to_int16(samples: Samples) -> np.ndarray:

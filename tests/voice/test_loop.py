@@ -304,49 +304,72 @@ def _frames(signal: np.ndarray) -> list[np.ndarray]:
     return [signal[i : i + 160] for i in range(0, len(signal) - 159, 160)]
 
 
+def _syllables(seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """Noise in bursts of 80–250 ms with 30–150 ms gaps: the rhythm of speech, for the echo path."""
+    out = np.zeros(int(seconds * RATE), np.float32)
+    at = 0
+    while at < len(out):
+        burst = int(rng.uniform(0.08, 0.25) * RATE)
+        out[at : at + burst] = rng.standard_normal(len(out[at : at + burst])) * rng.uniform(0.03, 0.2)
+        at += burst + int(rng.uniform(0.03, 0.15) * RATE)
+    return out
+
+
+def _verdicts(echo_path: object, mic: np.ndarray, played: np.ndarray) -> list[bool]:
+    from app.voice.vad import EchoPath
+
+    assert isinstance(echo_path, EchoPath)
+    verdicts = []
+    for m, r in zip(_frames(mic), _frames(played), strict=True):
+        echo_path.note(m, r)
+        verdicts.append(echo_path.absent())
+    return verdicts
+
+
+def _delayed(signal: np.ndarray, seconds: float) -> np.ndarray:
+    return np.concatenate([np.zeros(int(seconds * RATE), np.float32), signal])[: len(signal)]
+
+
 def test_the_echo_path_is_judged_from_what_the_microphone_hears_of_the_speaker() -> None:
     from app.voice.vad import EchoPath
 
     rng = np.random.default_rng(5)
-    played = (rng.standard_normal(3 * RATE) * 0.1).astype(np.float32)
-    delayed = np.concatenate([np.zeros(int(0.15 * RATE), np.float32), played])[: len(played)]
+    played = _syllables(4.0, rng)
+    ms = 100  # verdicts per second
 
     speakers = EchoPath()
-    for mic, ref in zip(_frames(0.5 * delayed), _frames(played), strict=True):
-        speakers.note(mic, ref)
-    assert not speakers.absent(), "laptop speakers: the microphone hears the reply"
+    assert not any(_verdicts(speakers, 0.5 * _delayed(played, 0.15), played)), "laptop speakers"
 
-    # A slow device (Bluetooth, USB): the echo arrives 300 ms after the sound was sent, and the
-    # reply begins just before the end of a block. That is not taken for headphones.
-    lead_in = np.zeros(int(0.23 * RATE), np.float32)
-    sent = np.concatenate([lead_in, played])
-    slow = np.concatenate([np.zeros(int(0.3 * RATE), np.float32), sent])[: len(sent)]
-    late = EchoPath()
-    verdicts = []
-    for mic, ref in zip(_frames(0.5 * slow), _frames(sent), strict=True):
-        late.note(mic, ref)
-        verdicts.append(late.absent())
-    assert not any(verdicts[int(0.23 * 100) :]), "a late echo was taken for headphones"
+    # A slow device (Bluetooth, USB): the echo arrives 400 ms after the sound was sent.
+    assert not any(_verdicts(EchoPath(), 0.3 * _delayed(played, 0.4), played)), "a late echo taken for headphones"
+
+    # A device that falls behind mid-reply (an underrun): the echo comes 120 ms, then 330 ms, late.
+    jump = 2 * RATE
+    echo = np.concatenate([_delayed(played, 0.12)[:jump], _delayed(played, 0.33)[jump:]])
+    assert not any(_verdicts(EchoPath(), 0.5 * echo, played)), "an echo whose delay changed was lost"
+
+    # Quiet speakers: the microphone hears the reply 20 dB down. Still an echo.
+    assert not any(_verdicts(EchoPath(), 0.1 * _delayed(played, 0.2), played)), "quiet speakers"
 
     headphones = EchoPath()
-    verdicts = []
-    for mic, ref in zip(_frames(np.zeros_like(played)), _frames(played), strict=True):
-        headphones.note(mic, ref)
-        verdicts.append(headphones.absent())
-    assert not any(verdicts[: int(0.7 * 100)]), "no verdict before the echo of a slow device could arrive"
-    assert all(verdicts[int(0.8 * 100) :]), "headphones: known within a second of playback"
+    verdicts = _verdicts(headphones, np.zeros_like(played), played)
+    assert not any(verdicts[: int(0.45 * ms)]), "no verdict before the echo of a slow device could arrive"
+    assert all(verdicts[int(0.75 * ms) :]), "headphones: known within a breath of playback"
 
-    # The user talking over a reply (headphones) for a second does not make an echo appear.
-    user = (rng.standard_normal(RATE) * 0.1).astype(np.float32)
-    for mic, ref in zip(_frames(user), _frames(played[:RATE]), strict=True):
-        headphones.note(mic, ref)
-    assert headphones.absent()
+    # The user talking over a reply (headphones) from half a second in: the verdict comes before their
+    # words, and their words do not make an echo appear.
+    user = _delayed(_syllables(3.0, rng), 0.55)[: len(played)]
+    user = np.concatenate([user, np.zeros(len(played) - len(user), np.float32)])
+    verdicts = _verdicts(EchoPath(), user, played)
+    assert all(verdicts[int(0.6 * ms) :]), "the user's words over a reply were taken for an echo"
 
-    # Once the speaker has been quiet longer than any echo, nothing of it can be in the microphone.
+    # Once the speaker has been quiet longer than any echo, nothing of it can be in the microphone,
+    # and the next reply is judged afresh.
     quiet = int(0.7 * RATE)
-    for mic, ref in zip(_frames(0.5 * delayed[:quiet]), _frames(np.zeros(quiet, np.float32)), strict=True):
-        speakers.note(mic, ref)
-    assert speakers.absent()
+    assert _verdicts(speakers, 0.5 * _delayed(played, 0.15)[:quiet], np.zeros(quiet, np.float32))[-1]
+    silence = np.zeros(quiet, np.float32)
+    assert _verdicts(headphones, silence, silence)[-1]
+    assert not any(_verdicts(headphones, 0.5 * _delayed(played, 0.15), played)), "headphones taken off"
 
 
 class LateTap(ReferenceTap):

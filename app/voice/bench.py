@@ -106,33 +106,50 @@ def _barge_in(session: Any, models: Any, questions: list[Any], settings: Any) ->
 
 
 def _speech_rates(models: Any) -> list[Any]:
-    """Word error rate and real-time factor of recognition; real-time factor of synthesis."""
-    from app.bench import Figure
-    from app.voice.utterances import WER_SENTENCES, piper_utterances
-    from app.voice.wer import word_error_rate
+    """Word error rate and real-time factor of recognition; real-time factor of synthesis.
 
-    errors, stt_audio, stt_time = [], 0.0, 0.0
-    for utterance in piper_utterances(models.voice, WER_SENTENCES, rates=(1.0, 1.2)):
-        started = time.perf_counter()
-        transcript = models.stt.transcribe(utterance.samples)
-        stt_time += time.perf_counter() - started
-        stt_audio += len(utterance.samples) / RATE
-        errors.append(word_error_rate(utterance.text, transcript.text))
+    Each utterance is also transcribed with the encoder reading Whisper's whole 30 s window, side
+    by side, so the details show what reading only the clip and 10 s of padding costs in words
+    and saves in time (`full_window_*`), on the Piper sentences and on espeak-ng's harder speech.
+    """
+    from app.bench import Figure
+    from app.voice.utterances import WER_SENTENCES, espeak_available, espeak_utterance, piper_utterances
+
+    piper = _recognition(models.stt, piper_utterances(models.voice, WER_SENTENCES, rates=(1.0, 1.2)))
+    detail: dict[str, float] = {
+        "sentences": float(len(piper["errors"])),
+        "worst": max(piper["errors"]),
+        "full_window_wer": float(np.mean(piper["full_errors"])),
+        "full_window_time_ratio": piper["full_s"] / piper["compute_s"],
+    }
+    if espeak_available():
+        espeak = _recognition(models.stt, [espeak_utterance(text) for text in WER_SENTENCES])
+        detail["espeak_wer"] = float(np.mean(espeak["errors"]))
+        detail["espeak_full_window_wer"] = float(np.mean(espeak["full_errors"]))
     tts_audio, tts_time = 0.0, 0.0
     for text in WER_SENTENCES:
         started = time.perf_counter()
         samples = sum(len(chunk) for chunk in models.voice.synthesize(text))
         tts_time += time.perf_counter() - started
         tts_audio += samples / models.voice.sample_rate
+    stt_audio, stt_time = piper["audio_s"], piper["compute_s"]
     return [
-        Figure(
-            "stt_wer",
-            float(np.mean(errors)),
-            0.05,
-            "lower",
-            "",
-            {"sentences": float(len(errors)), "worst": max(errors)},
-        ),
+        Figure("stt_wer", float(np.mean(piper["errors"])), 0.05, "lower", "", detail),
         Figure("stt_rtf", stt_audio / stt_time, 1.0, "higher", "x", {"audio_s": stt_audio, "compute_s": stt_time}),
         Figure("tts_rtf", tts_audio / tts_time, 1.0, "higher", "x", {"audio_s": tts_audio, "compute_s": tts_time}),
     ]
+
+
+def _recognition(stt: Any, utterances: list[Any]) -> dict[str, Any]:
+    """Errors and compute time over `utterances`, as Hearth transcribes and over the full window."""
+    from app.voice.wer import word_error_rate
+
+    out: dict[str, Any] = {"errors": [], "full_errors": [], "audio_s": 0.0, "compute_s": 0.0, "full_s": 0.0}
+    for utterance in utterances:
+        for full in (False, True):
+            started = time.perf_counter()
+            transcript = stt.transcribe(utterance.samples, full_window=full)
+            out["full_s" if full else "compute_s"] += time.perf_counter() - started
+            out["full_errors" if full else "errors"].append(word_error_rate(utterance.text, transcript.text))
+        out["audio_s"] += len(utterance.samples) / RATE
+    return out

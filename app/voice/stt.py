@@ -7,6 +7,10 @@ own voice detection:
 
 * greedy decoding (beam 1), no timestamps for clips up to 30 s, no conditioning on earlier text, and
   no built-in voice filter; a modest temperature fallback for the rare garbled decode;
+* the encoder reads the clip and 10 s of padding, not the full 30 s window Whisper was trained
+  on: two to three times faster on a short turn, with the same words on the test speech. When
+  the decoder is unsure there (it had to fall back from a repetition loop or a low-confidence
+  decode), the clip is transcribed again over the full window;
 * int8 weights with float32 arithmetic on the CPU (about a fifth faster than CTranslate2's plain
   "int8" here, same words), float16 on an NVIDIA GPU when CTranslate2 sees one — and back to the CPU, with a
   log line, when the GPU cannot load or run the model;
@@ -20,6 +24,7 @@ One transcription runs at a time (a lock); any thread may call `transcribe`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -45,6 +50,7 @@ NO_SPEECH_THRESHOLD = 0.6  # faster-whisper skips a window above this when its l
 LOG_PROB_THRESHOLD = -1.0
 COMPRESSION_RATIO_THRESHOLD = 2.4
 SHORT_FORM_S = 30.0  # one Whisper window: no timestamps needed to move through the audio
+PADDING_FRAMES = 1000  # 10 s of the window's padding kept after the clip (100 frames a second)
 
 # Our own filter on what is left.
 DROP_NO_SPEECH = 0.5  # a segment this likely to be non-speech …
@@ -167,14 +173,14 @@ class Transcriber:
 
     def _open(self, device: str, compute_type: str) -> Any:
         try:
-            from faster_whisper import WhisperModel
+            whisper_model = _whisper_model_class()
         except ImportError as exc:
             raise ModelError(
                 "Speech recognition is not installed (the faster-whisper package is missing).",
                 "Reinstall Hearth with its voice dependencies.",
             ) from exc
         try:
-            return WhisperModel(
+            return whisper_model(
                 str(self.model_dir),
                 device=device,
                 compute_type=compute_type,
@@ -204,11 +210,14 @@ class Transcriber:
             )
             list(segments)
 
-    def transcribe(self, audio: Samples, language: str | None = None, prompt: str | None = None) -> Transcript:
+    def transcribe(
+        self, audio: Samples, language: str | None = None, prompt: str | None = None, *, full_window: bool = False
+    ) -> Transcript:
         """Text of a 16 kHz mono float32 clip; "" when nothing was said.
 
         `language` (a code such as "de") overrides the one given at construction; English-only
         models always transcribe English. `prompt` is text the speaker is likely to use (names, terms).
+        `full_window` makes the encoder read the whole 30 s window every time (to compare against).
         """
         samples = np.nan_to_num(np.asarray(audio, dtype=np.float32).reshape(-1))
         duration = len(samples) / RATE
@@ -222,10 +231,10 @@ class Transcriber:
             return Transcript("", lang or "en", duration, 0.0, ())
         started = time.monotonic()
         with self._lock:
-            raw, info = self._model.transcribe(
-                samples, language=lang, initial_prompt=prompt or None, **self._options(len(samples))
-            )
-            raw = list(raw)
+            raw, info = self._decode(samples, lang, prompt, full_window)
+            if not full_window and any(_doubtful(s) for s in raw):
+                log.debug("an unsure decode over the short window; transcribing over the full window")
+                raw, info = self._decode(samples, lang, prompt, full_window=True)
         elapsed = time.monotonic() - started
         level = loudest_dbfs(samples)
         kept = tuple(
@@ -235,6 +244,16 @@ class Transcriber:
         )
         text = " ".join(s.text for s in kept).strip()
         return Transcript(re.sub(r"\s+", " ", text), info.language, duration, elapsed, kept)
+
+    def _decode(self, samples: Samples, language: str | None, prompt: str | None, full_window: bool = False) -> Any:
+        self._model.full_window = full_window
+        try:
+            raw, info = self._model.transcribe(
+                samples, language=language, initial_prompt=prompt or None, **self._options(len(samples))
+            )
+            return list(raw), info
+        finally:
+            self._model.full_window = False
 
     def _options(self, n_samples: int) -> dict[str, Any]:
         return {
@@ -249,6 +268,38 @@ class Transcriber:
             "vad_filter": False,
             "suppress_blank": True,
         }
+
+
+@functools.cache
+def _whisper_model_class() -> type:
+    """faster-whisper's model, with an encoder that reads the clip and `PADDING_FRAMES` of padding.
+
+    faster-whisper pads every window's features with zeros to 30 s; the encoder's cost grows with
+    its input, and a short turn is mostly padding. Frames after the last one with any non-zero value
+    are that padding (a real frame of log-mel features is never all zeros).
+    """
+    from faster_whisper import WhisperModel
+
+    class ShortWindowWhisper(WhisperModel):  # type: ignore[misc]
+        full_window = False
+
+        def encode(self, features: np.ndarray) -> Any:
+            if not self.full_window:
+                heard = np.flatnonzero(np.any(features != 0, axis=-2).reshape(-1, features.shape[-1]).any(axis=0))
+                keep = min(features.shape[-1], (int(heard[-1]) + 1 if len(heard) else 0) + PADDING_FRAMES)
+                features = features[..., :keep]
+            return super().encode(features)
+
+    return ShortWindowWhisper
+
+
+def _doubtful(segment: Any) -> bool:
+    """Whether faster-whisper had to fall back for a segment, or gave up on doing better."""
+    return bool(
+        segment.temperature
+        or segment.compression_ratio > COMPRESSION_RATIO_THRESHOLD
+        or segment.avg_logprob < LOG_PROB_THRESHOLD
+    )
 
 
 def keep_segment(text: str, no_speech_prob: float, avg_logprob: float, level_dbfs: float) -> bool:

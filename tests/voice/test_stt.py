@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from app.errors import ModelError
+from app.voice import stt
 from app.voice.audio import RATE
 from app.voice.audiofile import load_audio
 from app.voice.stt import Transcriber, Transcript, keep_segment
+from app.voice.tts import Voice
 from app.voice.wer import word_error_rate
 from tests.voice.conftest import JFK, JFK_TEXT, THREADS
 
@@ -30,6 +32,41 @@ def test_real_speech_golden_transcript(transcriber: Transcriber) -> None:
     assert result.segments and all(s.text for s in result.segments)
     assert result.segments[0].start == 0.0 and result.segments[-1].end <= result.duration_s + 0.01
     assert result.rtf == pytest.approx(result.elapsed_s / result.duration_s)
+
+
+def _encoder_positions(transcriber: Transcriber, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many positions the encoder produced in each of the transcriber's calls from now on."""
+    seen: list[int] = []
+    model = transcriber._model
+    encode = model.encode
+
+    def counted(features: np.ndarray) -> object:
+        out = encode(features)
+        seen.append(int(out.shape[1]))
+        return out
+
+    monkeypatch.setattr(model, "encode", counted)
+    return seen
+
+
+def test_the_encoder_reads_the_clip_and_ten_seconds_of_padding(
+    transcriber: Transcriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whisper's window is 30 s (1500 encoder positions); a 4 s turn is read as 4 + 10 s."""
+    seen = _encoder_positions(transcriber, monkeypatch)
+    result = transcriber.transcribe(load_audio(JFK)[: 4 * RATE])
+    assert result.text.startswith("And so my fellow Americans"), result.text
+    assert seen == [(4 * 100 + 1 + stt.PADDING_FRAMES) // 2]
+
+
+def test_an_unsure_decode_is_done_again_over_the_full_window(
+    transcriber: Transcriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stt, "LOG_PROB_THRESHOLD", 0.0)  # no decode is sure enough: each one falls back
+    seen = _encoder_positions(transcriber, monkeypatch)
+    result = transcriber.transcribe(load_audio(JFK)[: 4 * RATE])
+    assert seen == [(4 * 100 + 1 + stt.PADDING_FRAMES) // 2, 1500]
+    assert result.text.startswith("And so my fellow Americans"), result.text
 
 
 def test_runs_on_the_cpu_in_int8_when_asked(transcriber: Transcriber) -> None:
@@ -150,3 +187,15 @@ def test_damaged_weights(tmp_path: Path, whisper_dir: Path) -> None:
     with pytest.raises(ModelError, match="cannot be loaded") as caught:
         Transcriber(folder, device="cpu", threads=THREADS)
     assert caught.value.hint
+
+
+def test_the_benchmark_compares_both_windows_on_the_same_speech(transcriber: Transcriber, voice: Voice) -> None:
+    from app.voice.bench import _recognition
+    from app.voice.utterances import espeak_utterance, piper_utterances
+
+    sentences = ["The meeting has been moved to Thursday afternoon.", "How far away is the moon from the earth?"]
+    utterances = [*piper_utterances(voice, sentences), espeak_utterance(sentences[0])]
+    figures = _recognition(transcriber, utterances)
+    assert len(figures["errors"]) == len(figures["full_errors"]) == 3
+    assert max(figures["errors"][:2]) == max(figures["full_errors"][:2]) == 0.0, figures
+    assert figures["audio_s"] == pytest.approx(sum(len(u.samples) for u in utterances) / RATE)

@@ -92,6 +92,7 @@ class ChatController(QObject):
     userMessageAdded = Signal(object)
     spokenMessageAdded = Signal(object)  # a user message said aloud: the composer is left alone
     messageUpdated = Signal(object)  # a message already shown changed (a spoken reply cut short)
+    messagesTakenBack = Signal(int)  # the messages from this id on are gone (a spoken turn taken back)
     sendFailed = Signal(str, list)  # the text and the pictures to put back in the composer
     replyStarted = Signal(object)
     replyDelta = Signal(str)
@@ -368,6 +369,12 @@ class ChatController(QObject):
             self.refresh_conversations()
         else:
             self.spokenMessageAdded.emit(message)
+
+    def show_taken_back(self, conversation_id: int, message_id: int) -> None:
+        """A spoken message and the reply begun to it were taken back: the user went on speaking."""
+        if conversation_id == self.current:
+            self.messagesTakenBack.emit(message_id)
+            self.update_context_usage()
 
     def show_updated_message(self, message: Message) -> None:
         """A message already shown was rewritten in the store (a spoken reply cut to what was heard)."""

@@ -140,6 +140,12 @@ class ChatView(SafeTextBrowser):
         self._messages.append(message)
         self._insert_at_end(self._block(message, False))
 
+    def remove_messages_from(self, message_id: int) -> None:
+        """Forget the messages from `message_id` on (a spoken turn taken back) and show the rest."""
+        kept = [m for m in self._all if m.id < message_id]
+        if len(kept) != len(self._all) or (self._stream is not None and self._stream.id >= message_id):
+            self.show_messages(kept, everything=len(self._messages) >= len(self._all))
+
     def update_message(self, message: Message) -> None:
         """Show the stored version of a message already on screen (a spoken reply cut short).
 

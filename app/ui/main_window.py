@@ -221,6 +221,7 @@ class MainWindow(QMainWindow):
         self.chat.actionRequested.connect(self._on_chat_action)
         c.spokenMessageAdded.connect(self.chat.append_message)
         c.messageUpdated.connect(self.chat.update_message)
+        c.messagesTakenBack.connect(self.chat.remove_messages_from)
         v, panel = self.voice, self.voice_panel
         v.stateChanged.connect(self._on_voice_state)
         v.level.connect(panel.set_level)

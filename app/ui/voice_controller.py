@@ -248,6 +248,10 @@ class _WindowTurns:
             with self._chat.engine_lock:  # the store write finishes before the window may close it
                 turns.cut(heard, by)
 
+    def withdraw(self) -> bool:
+        turns = self._turns
+        return turns is not None and turns.withdraw()  # under the engine lock, as `cut`
+
 
 class VoiceController(QObject):
     """Owns voice for the main window; the `VoicePanel` shows its signals and calls its slots.
@@ -494,6 +498,8 @@ class VoiceController(QObject):
 
     def _deliver(self, session: _Session, item: object) -> None:
         """Runs on the GUI thread, in the order the reports were made."""
+        from app.voice.turns import Withdrawn
+
         if isinstance(item, Message):
             self._show_message(item)
         elif isinstance(item, ReplyStarted | TextDelta | ReplyFinished | ContextTrimmed):
@@ -505,6 +511,8 @@ class VoiceController(QObject):
                 self._fail(item.message, item.hint)
         elif isinstance(item, PicturesUsed):
             self.picturesUsed.emit(list(item.pictures))
+        elif isinstance(item, Withdrawn):  # the user went on speaking: their words are answered whole later
+            self._chat.show_taken_back(item.conversation_id, item.message_id)
         else:
             self._on_event(session, item)
 

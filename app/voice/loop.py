@@ -133,7 +133,7 @@ class BargedIn:
 class TurnDone:
     timings: TurnTimings
     interrupted: bool
-    carried_on: bool = False  # the user went on speaking before the answer began: its words open the next turn
+    carried_on: bool = False  # the user went on before any of the answer was heard: its words open the next turn
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,8 @@ class _Turn:
     ended: bool = False
     responding: bool = False  # its words were committed to the conversation
     carried: list[Future[str]] = field(default_factory=list)  # words of a turn the user went on from
-    carried_on: bool = False  # the user went on speaking before this turn was answered
+    carried_on: bool = False  # the user went on speaking before any of this turn's answer was heard
+    withdrawn: bool = False  # ...after its words were committed: the message and answer are taken back
 
 
 class VoiceLoop:
@@ -431,10 +432,12 @@ class VoiceLoop:
         carried_s = 0.0
         with self._lock:
             previous = self._answering
-            if previous is not None and not previous.responding:
-                # The user went on speaking before the answer began (a pause mid-sentence): what
-                # they said so far opens this turn instead of being answered on its own.
+            if previous is not None and not previous.spans:
+                # The user went on speaking before a word of the answer was played (a pause between
+                # sentences): what they said so far opens this turn instead of being answered on
+                # its own, and an answer already begun is taken back.
                 previous.carried_on = True
+                previous.withdrawn = previous.responding
                 carried = previous.carried + previous.chunks
                 carried_s = previous.total_s
             if self._state in (VoiceState.THINKING, VoiceState.SPEAKING):
@@ -519,8 +522,9 @@ class VoiceLoop:
         with self._lock:
             self._answering = turn
         self._set_state(VoiceState.THINKING)
-        thread = threading.Thread(target=self._answer, args=(turn,), name="hearth-voice-reply", daemon=True)
-        self._replies = [t for t in self._replies if t.is_alive()] + [thread]
+        earlier = [t for t in self._replies if t.is_alive()]
+        thread = threading.Thread(target=self._answer, args=(turn, earlier), name="hearth-voice-reply", daemon=True)
+        self._replies = [*earlier, thread]
         thread.start()
 
     def _on_push(self, pressed: bool) -> None:
@@ -554,8 +558,10 @@ class VoiceLoop:
 
     # -- the reply thread --------------------------------------------------------------
 
-    def _answer(self, turn: _Turn) -> None:
+    def _answer(self, turn: _Turn, earlier: list[threading.Thread]) -> None:
         try:
+            for thread in earlier:  # an answer cut or taken back is wound up before the next one begins
+                thread.join()
             text = self._final_text(turn)
             with self._lock:
                 if turn.cancel.is_set():
@@ -669,16 +675,15 @@ class VoiceLoop:
             current = self._answering is turn
             if current:
                 self._answering = None
-        if turn.heard_cut is not None and turn.responding:
-            try:
-                self.turns.cut(turn.heard_cut, turn.cut_by)
-            except HearthError as exc:
-                self._emit(Problem(exc))
-        self._emit(
-            TurnDone(
-                turn.timings, interrupted=turn.heard_cut is not None and turn.responding, carried_on=turn.carried_on
-            )
-        )
+        interrupted = turn.heard_cut is not None and turn.responding
+        try:
+            if turn.withdrawn and self.turns.withdraw():
+                interrupted = False
+            elif interrupted:
+                self.turns.cut(turn.heard_cut or "", turn.cut_by)
+        except HearthError as exc:
+            self._emit(Problem(exc))
+        self._emit(TurnDone(turn.timings, interrupted=interrupted, carried_on=turn.carried_on))
         if current and self._thread is not None and self._turn is None:
             self._set_state(VoiceState.LISTENING)
 

@@ -3,6 +3,8 @@
 `SessionTurns` commits what the user said as their message (marked as spoken), streams the reply
 through `ChatSession.reply`, and — when the user talked over the reply — cuts the stored reply to
 what was actually heard and marks it interrupted, so the conversation shows what the user heard.
+When the user goes on speaking before a word of the reply was heard, the message and the reply
+begun to it are taken back (`withdraw`): the next turn answers everything they said at once.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from app.core.conversation import Message
@@ -37,6 +40,19 @@ class TurnHandler(Protocol):
 
         `by` says what cut it: "speech" (the user talked over it) or "stop" (the stop button)."""
 
+    def withdraw(self) -> bool:
+        """The user went on speaking before any of the reply just begun was heard: take back their
+        message and the reply, so that what they said is answered whole. False, with nothing
+        changed, where that cannot be done; the loop then cuts the reply instead."""
+
+
+@dataclass(frozen=True)
+class Withdrawn:
+    """A spoken message (and the reply begun to it) was taken back: its words open the next turn."""
+
+    conversation_id: int
+    message_id: int
+
 
 class SessionTurns:
     """`TurnHandler` over a ChatSession and one conversation (created on the first spoken turn).
@@ -52,7 +68,7 @@ class SessionTurns:
         self,
         session: ChatSession,
         conversation: Callable[[], int | None],
-        observe: Callable[[Message | TurnEvent], None] | None = None,
+        observe: Callable[[Message | TurnEvent | Withdrawn], None] | None = None,
         exclusive: AbstractContextManager[object] | None = None,
         pictures: tuple[Sequence[ImageSource], ImageStore, TextReader] | None = None,
     ) -> None:
@@ -61,6 +77,7 @@ class SessionTurns:
         self._conversation = conversation
         self._observe = observe or (lambda _event: None)
         self._exclusive = exclusive or nullcontext()
+        self._message: Message | None = None
         self._reply: Message | None = None
         self._reply_text = ""
         self.conversation_id: int | None = None
@@ -75,6 +92,7 @@ class SessionTurns:
             self._session.store.update_message(message.id, meta={**message.meta, **(meta or {}), "spoken": True})
             message = self._session.store.get_message(message.id)
             self.conversation_id = message.conversation_id
+            self._message = message
             self._observe(message)
             self._reply, self._reply_text = None, ""
             for event in self._session.reply(message.conversation_id, cancel):
@@ -116,6 +134,20 @@ class SessionTurns:
         store.update_message(reply.id, content=kept, status="interrupted", meta=meta)
         updated = store.get_message(reply.id)
         self._observe(updated)
+
+    def withdraw(self) -> bool:
+        message, reply = self._message, self._reply
+        if message is None or message.meta.get("images"):
+            return False  # pictures are not carried into the next turn: keep the message that holds them
+        store = self._session.store
+        with self._exclusive:
+            later = [m.id for m in store.messages(message.conversation_id) if m.id >= message.id]
+            if later != [message.id, *([reply.id] if reply is not None else [])]:
+                return False  # something else was said or written since
+            store.delete_messages_from(message.conversation_id, message.id)
+        self._message = self._reply = None
+        self._observe(Withdrawn(message.conversation_id, message.id))
+        return True
 
 
 _WORD = re.compile(r"[\w']+")

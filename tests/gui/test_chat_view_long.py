@@ -37,3 +37,16 @@ def test_short_conversation_has_no_link(qtbot: QtBot) -> None:
     qtbot.addWidget(view)
     view.show_messages(conversation(4))
     assert "earlier message" not in view.toPlainText()
+
+
+def test_a_turn_taken_back_leaves_the_view(qtbot: QtBot) -> None:
+    """A spoken question and the answer begun to it are taken back when the user goes on speaking."""
+    view = ChatView()
+    qtbot.addWidget(view)
+    view.show_messages(conversation(6))
+    view.remove_messages_from(5)
+    text = view.toPlainText()
+    assert "message number 4" in text and "message number 5" not in text and "message number 6" not in text
+    assert view.message(5) is None and view.message(4) is not None
+    view.append_message(Message(7, 1, "user", "message number 7"))
+    assert "message number 7" in view.toPlainText()

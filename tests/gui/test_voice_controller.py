@@ -246,6 +246,10 @@ def test_a_spoken_question_is_answered_aloud_in_the_conversation(
     log = StateLog(window)
     deltas: list[str] = []
     window.controller.replyDelta.connect(deltas.append)
+    # An answer begun at the pause between the two sentences is taken back when the second begins.
+    window.controller.replyStarted.connect(lambda _message: deltas.clear())
+    finished: list[Message] = []
+    window.controller.replyFinished.connect(finished.append)
     partials: list[str] = []
     window.voice.partial.connect(partials.append)
     levels: list[float] = []
@@ -257,9 +261,9 @@ def test_a_spoken_question_is_answered_aloud_in_the_conversation(
     turn_voice_on(qtbot, window)
     assert window.voice_panel.toggle.text() == "Voice off" and window.voice_action.isChecked()
     assert window.voice_panel.talk.isVisible() and window.voice_panel.meter.isVisible()
-    with qtbot.waitSignal(window.controller.replyFinished, timeout=TURN_MS) as finished:
-        pass
-    qtbot.waitUntil(lambda: window.voice.state == "listening" and not window.voice.answering, timeout=TURN_MS)
+    qtbot.waitUntil(
+        lambda: bool(finished) and window.voice.state == "listening" and not window.voice.answering, timeout=TURN_MS
+    )
     probe.finished(None)
     probe.timer.stop()
 
@@ -274,10 +278,10 @@ def test_a_spoken_question_is_answered_aloud_in_the_conversation(
     assert user.role == "user" and user.meta.get("spoken") is True
     assert "capital of france" in user.content.lower()
     assert reply.role == "assistant" and reply.status == "complete" and reply.content.strip()
-    assert finished.args[0].id == reply.id
+    assert finished[-1].id == reply.id
     assert "".join(deltas) == reply.content, "the reply streamed into the view word by word"
     text = window.chat.toPlainText()
-    assert "You · spoken" in text and user.content in text
+    assert text.count("You · spoken") == 1 and user.content in text
     assert reply.content.split("\n")[0].strip()[:30] in text
     # The new conversation is the open one, and the sidebar shows it selected.
     qtbot.waitUntil(lambda: window.sidebar.selected_id() == window.controller.current, timeout=5000)

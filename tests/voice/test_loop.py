@@ -33,7 +33,7 @@ from app.voice.loop import (
     VoiceState,
 )
 from app.voice.replay import EchoRoom, VoiceModels, run_recorded_turn
-from app.voice.turns import SessionTurns, cut_to_heard
+from app.voice.turns import SessionTurns, Withdrawn, cut_to_heard
 from app.voice.utterances import espeak_available, espeak_utterance, piper_utterances, speech_bounds
 from app.voice.wer import word_error_rate
 from tests.conftest import require
@@ -245,6 +245,75 @@ class _LateTranscriber:
         return self.inner.transcribe(audio, language)
 
 
+class _LateVoice:
+    """The real voice, silent until `release_at` (clock time): no word of an answer is played before then."""
+
+    def __init__(self, inner: Any, release_at: float) -> None:
+        self.inner, self.release_at = inner, release_at
+
+    def synthesize_16k(self, text: str) -> Iterator[np.ndarray]:
+        threading.Event().wait(max(0.0, self.release_at - time.monotonic()))
+        yield from self.inner.synthesize_16k(text)
+
+
+def test_speaking_on_after_the_answer_began_but_before_it_was_heard_makes_one_turn(
+    session: ChatSession, models: VoiceModels
+) -> None:
+    """The pause ends the turn and the answer begins (the question is stored, the model writes),
+    but the user goes on before a word of it is played: message and answer are taken back, and
+    everything the user said is answered as one message."""
+    first, rest = piper_utterances(models.voice, ["What is the capital of France?", "Tell me in one sentence."])
+    pause = np.zeros(int(0.9 * RATE), np.float32)  # longer than the patience below: the turn ends
+    recording = np.concatenate([first.samples, pause, rest.samples[int(0.3 * RATE) :]])
+    events = _Events()
+    settings = VoiceSettings(patience_ms=400)
+    mic = FileInput(recording, realtime=True, tail_s=30.0)
+    speaker = RecordingOutput()
+    voice = _LateVoice(models.voice, time.monotonic() + len(recording) / RATE + 0.2)
+    observed: list[object] = []
+    turns = SessionTurns(session, lambda: None, observed.append)
+    loop = VoiceLoop(mic, speaker, models.stt, voice, turns, settings, events)
+    speaker.start()
+    loop.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any(isinstance(e, TurnDone) and not e.carried_on for e in events.items):
+            assert time.monotonic() < deadline, [type(e).__name__ for e in events.items]
+            threading.Event().wait(0.05)
+    finally:
+        loop.close()
+        speaker.close()
+    done = [e for e in events.items if isinstance(e, TurnDone)]
+    assert [e.carried_on for e in done] == [True, False], "the pause ended a turn, and speaking again carried it on"
+    assert not any(e.interrupted for e in done)
+    heard = [e.text for e in events.items if isinstance(e, Heard)]
+    assert len(heard) == 2 and word_error_rate(first.text, heard[0]) <= 0.2, heard
+    assert word_error_rate(f"{first.text} {rest.text}", heard[1]) <= 0.2, heard
+    withdrawn = [item for item in observed if isinstance(item, Withdrawn)]
+    assert len(withdrawn) == 1, "the first answer was begun, then taken back"
+    messages = session.store.messages(withdrawn[0].conversation_id)
+    assert [m.role for m in messages] == ["user", "assistant"], [(m.role, m.content) for m in messages]
+    assert messages[0].content == heard[1] and messages[1].status == "complete"
+
+
+def test_a_spoken_turn_is_taken_back_only_while_it_is_the_last_thing_said(session: ChatSession) -> None:
+    observed: list[object] = []
+    turns = SessionTurns(session, lambda: None, observed.append)
+    assert turns.withdraw() is False, "nothing was said yet"
+    assert "".join(turns.respond("Say hello.", threading.Event()))
+    conversation = turns.conversation_id
+    assert conversation is not None
+    assert turns.withdraw() is True
+    assert session.store.messages(conversation) == [] and observed[-1] == Withdrawn(conversation, 1)
+    assert turns.withdraw() is False, "taken back once"
+
+    assert "".join(turns.respond("Say hello again.", threading.Event()))
+    typed = session.store.add_message(conversation, "user", "A typed message meanwhile.")
+    assert turns.withdraw() is False, "something was written after it"
+    assert [m.role for m in session.store.messages(conversation)] == ["user", "assistant", "user"]
+    assert session.store.messages(conversation)[-1].id == typed.id
+
+
 def test_speaking_on_before_the_answer_begins_makes_one_turn(session: ChatSession, models: VoiceModels) -> None:
     first, rest = piper_utterances(models.voice, ["Wait.", "What is the capital of France?"])
     pause = np.zeros(int(0.9 * RATE), np.float32)  # longer than the patience below: the turn ends
@@ -448,6 +517,9 @@ class _NoTurns:
 
     def cut(self, heard: str, by: str = "speech") -> None:
         raise AssertionError("a reply was cut")
+
+    def withdraw(self) -> bool:
+        raise AssertionError("a turn was taken back")
 
 
 def test_double_talk_that_the_canceller_passes_counts_as_speech() -> None:

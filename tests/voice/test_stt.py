@@ -52,7 +52,7 @@ def _encoder_positions(transcriber: Transcriber, monkeypatch: pytest.MonkeyPatch
 def test_the_encoder_reads_the_clip_and_ten_seconds_of_padding(
     transcriber: Transcriber, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Whisper's window is 30 s (1500 encoder positions); a 4 s turn is read as 4 + 10 s."""
+    """Whisper's window is 30 s (1500 encoder positions); a 4 s turn is read as 4 + 15 s."""
     seen = _encoder_positions(transcriber, monkeypatch)
     result = transcriber.transcribe(load_audio(JFK)[: 4 * RATE])
     assert result.text.startswith("And so my fellow Americans"), result.text
@@ -67,6 +67,16 @@ def test_an_unsure_decode_is_done_again_over_the_full_window(
     result = transcriber.transcribe(load_audio(JFK)[: 4 * RATE])
     assert seen == [(4 * 100 + 1 + stt.PADDING_FRAMES) // 2, 1500]
     assert result.text.startswith("And so my fellow Americans"), result.text
+
+
+def test_a_segment_the_filter_drops_is_tried_again_over_the_full_window(
+    transcriber: Transcriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stt, "DROP_NO_SPEECH", -1.0)  # every segment counts as noise …
+    monkeypatch.setattr(stt, "DROP_LOG_PROB", 1.0)  # … decoded without confidence: all are dropped
+    seen = _encoder_positions(transcriber, monkeypatch)
+    assert transcriber.transcribe(load_audio(JFK)[: 4 * RATE]).text == ""
+    assert seen == [(4 * 100 + 1 + stt.PADDING_FRAMES) // 2, 1500]
 
 
 def test_runs_on_the_cpu_in_int8_when_asked(transcriber: Transcriber) -> None:

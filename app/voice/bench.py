@@ -56,7 +56,7 @@ def bench_voice(model_path: Path, folder: Path, utterances: int = 10) -> list[An
     try:
         figures = [
             _round_trip(session, models, questions, settings),
-            _barge_in(session, models, questions[:5], settings),
+            _barge_in(session, models, questions, settings),
         ]
         figures += _speech_rates(models)
     finally:

@@ -263,7 +263,8 @@ def test_speaking_on_after_the_answer_began_but_before_it_was_heard_makes_one_tu
     but the user goes on before a word of it is played: message and answer are taken back, and
     everything the user said is answered as one message."""
     first, rest = piper_utterances(models.voice, ["What is the capital of France?", "Tell me in one sentence."])
-    pause = np.zeros(int(0.9 * RATE), np.float32)  # longer than the patience below: the turn ends
+    # Far longer than the patience below: the turn ends, and its answer begins well before the rest.
+    pause = np.zeros(int(1.4 * RATE), np.float32)
     recording = np.concatenate([first.samples, pause, rest.samples[int(0.3 * RATE) :]])
     events = _Events()
     settings = VoiceSettings(patience_ms=400)

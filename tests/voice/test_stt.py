@@ -49,7 +49,7 @@ def _encoder_positions(transcriber: Transcriber, monkeypatch: pytest.MonkeyPatch
     return seen
 
 
-def test_the_encoder_reads_the_clip_and_ten_seconds_of_padding(
+def test_the_encoder_reads_the_clip_and_fifteen_seconds_of_padding(
     transcriber: Transcriber, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Whisper's window is 30 s (1500 encoder positions); a 4 s turn is read as 4 + 15 s."""

@@ -179,13 +179,7 @@ class ModelsPage(QDialog):
         self.cancel_button = self._button("Cancel download", self._cancel)
         self.use_button = self._button("&Use this model", self._use)
         self.remove_button = self._button("Re&move…", self._confirm_remove)
-        for button in (
-            self.download_button,
-            self.resume_button,
-            self.pause_button,
-            self.cancel_button,
-            self.use_button,
-        ):
+        for button in self._state_buttons():
             row.addWidget(button)
         row.addStretch(1)
         row.addWidget(self.remove_button)
@@ -377,15 +371,13 @@ class ModelsPage(QDialog):
         if failure is not None:
             self.error.setText(_message_html(*failure))
 
+    def _state_buttons(self) -> tuple[QPushButton, ...]:
+        """The buttons shown or hidden by the chosen model's state (Remove is always there)."""
+        return (self.download_button, self.resume_button, self.pause_button, self.cancel_button, self.use_button)
+
     def _show_buttons(self, row: ModelRow | None) -> None:
         if row is None:
-            for button in (
-                self.download_button,
-                self.resume_button,
-                self.pause_button,
-                self.cancel_button,
-                self.use_button,
-            ):
+            for button in self._state_buttons():
                 button.hide()
             self.remove_button.setEnabled(False)
             return

@@ -36,10 +36,18 @@ def hearth_env(home: Path) -> dict[str, str]:
     return {**os.environ, "HEARTH_HOME": str(home), "PYTHONIOENCODING": "utf-8"}
 
 
-def hearth(home: Path, *args: str, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-    """Run `hearth ARGS…` to completion with this data folder."""
+def hearth(
+    home: Path, *args: str, timeout: float = TIMEOUT_S, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `hearth ARGS…` to completion with this data folder (`stdin` as its standard input)."""
     return subprocess.run(
-        [*HEARTH, *args], cwd=REPO, env=hearth_env(home), capture_output=True, text=True, timeout=timeout
+        [*HEARTH, *args],
+        cwd=REPO,
+        env=hearth_env(home),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

@@ -245,6 +245,27 @@ class _LateTranscriber:
         return self.inner.transcribe(audio, language)
 
 
+def _one_answered_turn_after_one_carried_on(
+    mic: FileInput, stt: Any, voice: Any, turns: SessionTurns, settings: VoiceSettings
+) -> list[VoiceEvent]:
+    """Run the loop on `mic` until a turn is answered; the first turn must have been carried on
+    into it (neither cut nor answered on its own). Returns the loop's events."""
+    events = _Events()
+    speaker = RecordingOutput()
+    loop = VoiceLoop(mic, speaker, stt, voice, turns, settings, events)
+    speaker.start()
+    loop.start()
+    try:
+        assert events.turn_done.wait(60), [type(e).__name__ for e in events.items]
+    finally:
+        loop.close()
+        speaker.close()
+    done = [e for e in events.items if isinstance(e, TurnDone)]
+    assert [e.carried_on for e in done] == [True, False], "the pause ended a turn, and speaking again carried it on"
+    assert not any(e.interrupted for e in done)
+    return events.items
+
+
 class _LateVoice:
     """The real voice, silent until `release_at` (clock time): no word of an answer is played before then."""
 
@@ -266,28 +287,12 @@ def test_speaking_on_after_the_answer_began_but_before_it_was_heard_makes_one_tu
     # Far longer than the patience below: the turn ends, and its answer begins well before the rest.
     pause = np.zeros(int(1.4 * RATE), np.float32)
     recording = np.concatenate([first.samples, pause, rest.samples[int(0.3 * RATE) :]])
-    events = _Events()
-    settings = VoiceSettings(patience_ms=400)
     mic = FileInput(recording, realtime=True, tail_s=30.0)
-    speaker = RecordingOutput()
     voice = _LateVoice(models.voice, time.monotonic() + len(recording) / RATE + 0.2)
     observed: list[object] = []
     turns = SessionTurns(session, lambda: None, observed.append)
-    loop = VoiceLoop(mic, speaker, models.stt, voice, turns, settings, events)
-    speaker.start()
-    loop.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not any(isinstance(e, TurnDone) and not e.carried_on for e in events.items):
-            assert time.monotonic() < deadline, [type(e).__name__ for e in events.items]
-            threading.Event().wait(0.05)
-    finally:
-        loop.close()
-        speaker.close()
-    done = [e for e in events.items if isinstance(e, TurnDone)]
-    assert [e.carried_on for e in done] == [True, False], "the pause ended a turn, and speaking again carried it on"
-    assert not any(e.interrupted for e in done)
-    heard = [e.text for e in events.items if isinstance(e, Heard)]
+    events = _one_answered_turn_after_one_carried_on(mic, models.stt, voice, turns, VoiceSettings(patience_ms=400))
+    heard = [e.text for e in events if isinstance(e, Heard)]
     assert len(heard) == 2 and word_error_rate(first.text, heard[0]) <= 0.2, heard
     assert word_error_rate(f"{first.text} {rest.text}", heard[1]) <= 0.2, heard
     withdrawn = [item for item in observed if isinstance(item, Withdrawn)]
@@ -319,27 +324,12 @@ def test_speaking_on_before_the_answer_begins_makes_one_turn(session: ChatSessio
     first, rest = piper_utterances(models.voice, ["Wait.", "What is the capital of France?"])
     pause = np.zeros(int(0.9 * RATE), np.float32)  # longer than the patience below: the turn ends
     recording = np.concatenate([first.samples, pause, rest.samples[int(0.3 * RATE) :]])
-    events = _Events()
     settings = VoiceSettings(speak_replies=False, patience_ms=400)
     mic = FileInput(recording, realtime=True, tail_s=30.0)
-    speaker = RecordingOutput()
     # Recognition finishes only once all of it was said, so the first turn is still unanswered when speech resumes.
     stt = _LateTranscriber(models.stt, time.monotonic() + len(recording) / RATE + 0.2)
-    loop = VoiceLoop(mic, speaker, stt, None, SessionTurns(session, lambda: None), settings, events)
-    speaker.start()
-    loop.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not any(isinstance(e, TurnDone) and not e.carried_on for e in events.items):
-            assert time.monotonic() < deadline, [type(e).__name__ for e in events.items]
-            threading.Event().wait(0.05)
-    finally:
-        loop.close()
-        speaker.close()
-    done = [e for e in events.items if isinstance(e, TurnDone)]
-    assert [e.carried_on for e in done] == [True, False], "the pause ended a turn, and speaking again carried it on"
-    assert not any(e.interrupted for e in done)
-    heard = [e.text for e in events.items if isinstance(e, Heard)]
+    events = _one_answered_turn_after_one_carried_on(mic, stt, None, SessionTurns(session, lambda: None), settings)
+    heard = [e.text for e in events if isinstance(e, Heard)]
     assert len(heard) == 1 and word_error_rate("Wait. " + rest.text, heard[0]) <= 0.2, heard
     conversation = session.store.list_conversations()[0]
     users = [m.content for m in session.store.messages(conversation.id) if m.role == "user"]

@@ -18,12 +18,10 @@ from app.voice.stt import Transcriber
 from app.voice.tts import Voice
 from app.voice.wer import word_error_rate
 from tests.e2e.hearth_cli import (
-    HEARTH,
     REPO,
     assert_fails_clearly,
     assert_ok,
     hearth,
-    hearth_env,
     open_store,
     write_settings,
 )
@@ -141,15 +139,7 @@ def test_say_writes_a_wav_that_says_the_text(voice_home: Path, tmp_path: Path, t
 @pytest.mark.voice
 def test_say_json_reads_stdin_and_takes_a_rate(voice_home: Path, tmp_path: Path) -> None:
     out = tmp_path / "fast.wav"
-    result = subprocess.run(
-        [*HEARTH, "say", "-", "-o", str(out), "--rate", "1.5", "--json"],
-        cwd=REPO,
-        env=hearth_env(voice_home),
-        input=PHRASE,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = hearth(voice_home, "say", "-", "-o", str(out), "--rate", "1.5", "--json", stdin=PHRASE, timeout=120)
     assert_ok(result)
     data = json.loads(result.stdout)
     assert data["path"] == str(out.resolve()) and data["sample_rate"] == 22050
@@ -161,15 +151,7 @@ def test_say_json_reads_stdin_and_takes_a_rate(voice_home: Path, tmp_path: Path)
 def test_say_long_text_streams_into_the_file(voice_home: Path, tmp_path: Path) -> None:
     text = " ".join(f"This is sentence number {i}, and it carries on for a while." for i in range(10))
     out = tmp_path / "long.wav"
-    result = subprocess.run(
-        [*HEARTH, "say", "-", "-o", str(out), "--json"],
-        cwd=REPO,
-        env=hearth_env(voice_home),
-        input=text,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = hearth(voice_home, "say", "-", "-o", str(out), "--json", stdin=text, timeout=300)
     assert_ok(result)
     data = json.loads(result.stdout)
     assert data["duration_s"] > 25

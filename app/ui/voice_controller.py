@@ -250,7 +250,7 @@ class _WindowTurns:
 
     def withdraw(self) -> bool:
         turns = self._turns
-        return turns is not None and turns.withdraw()  # under the engine lock, as `cut`
+        return turns is not None and turns.withdraw()  # which deletes under the engine lock itself
 
 
 class VoiceController(QObject):

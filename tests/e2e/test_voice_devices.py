@@ -16,6 +16,7 @@ real figures belong to ``hearth bench``.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -315,10 +316,15 @@ def test_hearth_does_not_hear_itself_through_its_speaker_but_still_hears_the_use
         app.configure(max_tokens=200, instructions=LONG_ANSWERS)
         pulse.feed(said[STORY].samples, block=False)
         wait_until_speaking(qtbot, app, speaker)
-        speak_over(qtbot, app, pulse, said[TWO_SENTENCES])
+        question = said[TWO_SENTENCES]
+        onset_at = speak_over(qtbot, app, pulse, question)
+        said_until = onset_at + (question.end_index - question.start_index) / RATE
         # An answer begun at the pause between its sentences is taken back when the second begins:
-        # the turn is over once its answer is done.
-        qtbot.waitUntil(lambda: app.settled(6), timeout=TURN_MS)
+        # the turn is over once the question has been said whole and its answer is heard.
+        qtbot.waitUntil(
+            lambda: time.monotonic() > said_until and len(app.users()) >= 3 and app.window.voice.state == "speaking",
+            timeout=TURN_MS,
+        )
         app.voice_off()
 
     users = app.users()

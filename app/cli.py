@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from app.engines.worker_main import WORKER_FLAG
+
+    if list(sys.argv[1:] if argv is None else argv)[:1] == [WORKER_FLAG]:  # the model's own process
+        from app.engines.worker_main import main as serve
+
+        serve()
     args = build_parser().parse_args(argv)
     try:
         if args.command is None:

@@ -18,9 +18,27 @@ class HearthError(Exception):
     def __str__(self) -> str:
         return f"{self.message} — {self.hint}" if self.hint else self.message
 
+    def __reduce__(self) -> tuple[type[HearthError], tuple[str, str]]:
+        # Errors cross from the model's process to the app's pickled: keep the hint with the message.
+        return type(self), (self.message, self.hint)
+
 
 class ModelError(HearthError):
     """A model file is missing, damaged, unsupported, or could not be loaded."""
+
+
+class EngineCrashed(ModelError):
+    """The model's process stopped by itself (a signal, an out-of-memory kill, an abort).
+
+    `phase` is "load" or "reply"; `signal_name` the signal's name ("SIGILL"), or "" for an exit."""
+
+    def __init__(self, message: str, hint: str = "", phase: str = "reply", signal_name: str = "") -> None:
+        super().__init__(message, hint)
+        self.phase = phase
+        self.signal_name = signal_name
+
+    def __reduce__(self) -> tuple[type[EngineCrashed], tuple[str, str, str, str]]:  # type: ignore[override]
+        return type(self), (self.message, self.hint, self.phase, self.signal_name)
 
 
 class RemoteError(ModelError):

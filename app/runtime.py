@@ -14,10 +14,10 @@ from app.catalog.catalog import Catalog, ModelEntry, load_catalog
 from app.catalog.library import ModelLibrary
 from app.core.images import ImageStore
 from app.core.store import Store
-from app.engines.llama_cpp_engine import LlamaCppEngine
 from app.engines.llm import ChatEngine
+from app.engines.probe import check_engine_runs
 from app.engines.remote import RemoteEngine
-from app.engines.vision import VisionEngine
+from app.engines.worker import LoadCrashes, ModelSpec, WorkerEngine
 from app.errors import ModelError, RemoteError
 from app.paths import DataPaths, default_paths
 from app.secrets import API_KEY_ENV, get_api_key
@@ -55,15 +55,25 @@ class Profile:
     def model_entry(self, model_id: str | None = None) -> ModelEntry:
         return self.library.get(model_id or self.settings.model_id)
 
+    @property
+    def load_crashes(self) -> LoadCrashes:
+        """Models that stopped the engine while loading (see `app.engines.worker.LoadCrashes`)."""
+        return LoadCrashes(self.paths.root / "engine-crashes.json")
+
     def close(self) -> None:
         self.store.close()
 
 
-def load_engine(profile: Profile, model_id: str | None = None, progress: Progress | None = None) -> ChatEngine:
+def load_engine(
+    profile: Profile, model_id: str | None = None, progress: Progress | None = None, *, retry_crashed: bool = False
+) -> ChatEngine:
     """The engine the settings choose: a local model (verified, and copied from an installed package
     if needed) or a remote server. A model that would have to be downloaded is refused with a hint:
     downloads happen only when asked for (Models page, `hearth models fetch`).
 
+    A local model runs in a process of its own (`WorkerEngine`), after a one-time check that this
+    build of the engine runs on this CPU (`check_engine_runs`). A model that stopped that process
+    twice in a row while loading is refused unless `retry_crashed` (the user asked for it again).
     For the remote engine `model_id`, when given, is the server's model name.
     """
     if profile.settings.engine == "remote":
@@ -77,22 +87,25 @@ def load_engine(profile: Profile, model_id: str | None = None, progress: Progres
             f"'{entry.id}' is not a chat model (its kind is {entry.kind}).",
             "Choose a chat model in Settings › Model (`hearth models list` shows each model's kind).",
         )
+    crashes = profile.load_crashes
+    if retry_crashed:
+        crashes.forget(entry.id)
+    elif crashes.blocked(entry.id):
+        raise crashes.refusal(entry.id, entry.name)
     _refuse_download(profile, entry)
     path = profile.library.ensure(entry, progress=progress)
-    if progress:
-        progress(0, 0, f"Loading {entry.name}…")
     s = profile.settings.model_options(entry.id)  # the model's own settings (Models page), else the general ones
     projector = projector_path(profile, entry, progress)
-    if projector is not None:
-        pictures = ImageStore(profile.paths.images)
-        return VisionEngine(
-            path, projector, pictures=lambda sha: pictures.get(sha).read_bytes(), model_id=entry.id, model_name=entry.name,
-            n_ctx=s.n_ctx, n_threads=s.n_threads, n_gpu_layers=s.n_gpu_layers, chat_format=s.chat_format,
-        )  # fmt: skip
-    return LlamaCppEngine(
-        path, model_id=entry.id, model_name=entry.name, n_ctx=s.n_ctx, n_threads=s.n_threads, n_gpu_layers=s.n_gpu_layers,
-        chat_format=s.chat_format,
+    if progress:
+        progress(0, 0, "Checking the engine on this computer…")
+    check_engine_runs()
+    if progress:
+        progress(0, 0, f"Loading {entry.name}…")
+    spec = ModelSpec(
+        path, entry.id, entry.name, n_ctx=s.n_ctx, n_threads=s.n_threads, n_gpu_layers=s.n_gpu_layers,
+        chat_format=s.chat_format, projector=projector, pictures=profile.paths.images if projector else None,
     )  # fmt: skip
+    return WorkerEngine(spec, crashes)
 
 
 def projector_path(profile: Profile, entry: ModelEntry, progress: Progress | None = None) -> Path | None:

@@ -7,6 +7,7 @@ fails instead: a missing model file or library is a broken install, not a reason
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ import pytest
 from tests.keyrings import MemoryKeyring
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The engine's start-up check (app.engines.probe) keeps its verdict in a machine-wide cache: one
+# folder for the whole run, so it runs once, and never in the real one.
+os.environ.setdefault("HEARTH_CACHE", tempfile.mkdtemp(prefix="hearth-test-cache-"))
 
 STRICT = os.environ.get("HEARTH_STRICT") == "1"
 

@@ -21,7 +21,7 @@ from app.core.images import ImageStore
 from app.core.store import Store
 from app.engines.llm import ChatEngine, GenerationStats
 from app.engines.ocr import TextReader
-from app.errors import PromptError
+from app.errors import EngineCrashed, PromptError
 from app.settings import Settings
 
 log = logging.getLogger("hearth.turn")
@@ -171,6 +171,10 @@ class ChatSession:
             stats = self.engine.last_stats
             if stats.finish_reason == "cancelled" or cancel.is_set():
                 status = "stopped"
+        except EngineCrashed as exc:  # the model's process died: what was written stays, marked interrupted
+            crash: dict[str, object] = {"error": str(exc), "engine_crash": exc.signal_name or "exit"}
+            self.store.update_message(message.id, content=text, status="interrupted", meta=crash)
+            raise
         except Exception as exc:  # keep what was written, say why it stopped, then let the caller report it
             status = "error"
             self.store.update_message(message.id, content=text, status=status, meta={"error": str(exc)})

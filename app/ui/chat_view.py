@@ -53,6 +53,7 @@ BARGE_IN_NOTE = "interrupted — you spoke; kept as far as you heard it"
 STOPPED_SPEAKING_NOTE = "stopped — kept as far as you heard it"
 BARGE_IN_EMPTY_NOTE = "interrupted before any of it was read aloud"
 SPOKEN_NOTE = "spoken"
+ENGINE_CRASH_NOTE = "interrupted — the model's process stopped; Hearth started it again"
 
 
 def is_dark(widget: QWidget) -> bool:
@@ -369,6 +370,8 @@ class ChatView(SafeTextBrowser):
 
 def _note(message: Message) -> str:
     """The grey words after the sender's name: how the message ended, or that it was spoken."""
+    if message.status == "interrupted" and message.meta.get("engine_crash"):
+        return ENGINE_CRASH_NOTE
     if message.status == "interrupted" and message.meta.get("stopped_by"):
         if not message.content.strip():
             return BARGE_IN_EMPTY_NOTE

@@ -5,7 +5,8 @@
 #   ./dev.sh test    install what is missing, then run the whole test suite (nothing may skip),
 #                    and last, as its own step, the built app's tests (bundle-test below)
 #   ./dev.sh bundle-test   build the one-folder app if it is out of date, then run it with no screen
-#   ./dev.sh bench   install what is missing, then print `hearth bench` figures
+#   ./dev.sh bench   install what is missing, then print `hearth bench` figures (the first time, it also
+#                    compiles the native builds of the engine that build_speed_ratio compares with)
 #   ./dev.sh setup   only install
 #
 # Safe to run again: each step is skipped when it is already done.
@@ -43,22 +44,44 @@ engine_cmake_args() {
   fi
 }
 
+# engine_wheel ARGS [CFLAGS]: the path of a llama-cpp-python wheel built with these flags, built once
+engine_wheel() {
+  local args=$1 cflags=${2:-} dir
+  dir="build/engine/$(printf '%s|%s|%s' "$ENGINE_PACKAGE" "$args" "$cflags" | sha256sum | cut -c1-16)"
+  if ! ls "$dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    say "compiling the engine (llama-cpp-python, ${args:-llama.cpp defaults}${cflags:+, $cflags}): ~8 min on 2 cores, once"
+    mkdir -p "$dir"
+    CMAKE_ARGS="$args" CFLAGS="$cflags" CXXFLAGS="$cflags" "$VENV/bin/python" -m pip wheel -q --no-deps \
+      --no-cache-dir --no-binary llama-cpp-python -w "$dir" "$ENGINE_PACKAGE" >&2
+  fi
+  ls "$dir"/llama_cpp_python-*.whl
+}
+
 install_engine() {
-  local args want stamp="$VENV/.hearth-engine" dir
+  local args want stamp="$VENV/.hearth-engine" wheel
   args=$(engine_cmake_args)
   want="$ENGINE_PACKAGE $args"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return
   fi
-  dir="build/engine/$(printf '%s' "$want" | sha256sum | cut -c1-16)"
-  if ! ls "$dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-    say "compiling the engine (llama-cpp-python, ${args:-llama.cpp defaults}): ~8 min on 2 cores, once"
-    mkdir -p "$dir"
-    CMAKE_ARGS="$args" "$VENV/bin/python" -m pip wheel -q --no-deps --no-cache-dir --no-binary llama-cpp-python \
-      -w "$dir" "$ENGINE_PACKAGE"
-  fi
-  "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps "$dir"/llama_cpp_python-*.whl
+  wheel=$(engine_wheel "$args")
+  "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps "$wheel"
   echo "$want" > "$stamp"
+}
+
+# Other builds for `hearth bench` to compare the installed one with (build_speed_ratio): llama-cpp-python's
+# own default, -march=native, and on CPUs that list AMX the same without AMX. Each is compiled once.
+bench_engines() {
+  local wheel lib list=""
+  for variant in "native|" "native-no-amx|-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"; do
+    local name=${variant%%|*} cflags=${variant#*|}
+    if [ -n "$cflags" ] && ! grep -qw amx_tile /proc/cpuinfo 2>/dev/null; then continue; fi
+    wheel=$(engine_wheel "-DGGML_NATIVE=ON" "$cflags") || continue
+    lib="$(dirname "$wheel")/unpacked/llama_cpp/lib"
+    [ -d "$lib" ] || "$VENV/bin/python" -m zipfile -e "$wheel" "$(dirname "$wheel")/unpacked" >/dev/null
+    list="$list${list:+,}$name=$PWD/$lib"
+  done
+  echo "$list"
 }
 
 # Data carriers: packages that ship model weights; Hearth reads the file, never imports them.
@@ -158,6 +181,10 @@ case "${1:-run}" in
   bench)
     setup
     shift || true
+    if [ "$(uname -m)" = x86_64 ] && [ -z "${HEARTH_BENCH_ENGINES+set}" ]; then
+      HEARTH_BENCH_ENGINES=$(bench_engines)
+      export HEARTH_BENCH_ENGINES
+    fi
     exec "$VENV/bin/hearth" bench "$@"
     ;;
   *)

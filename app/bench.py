@@ -2,12 +2,14 @@
 
 Each figure is a ratio or a time measured now, on this machine, against its target:
 
-- decode_ratio: tokens/s through Hearth's engine ÷ bare llama-cpp-python (same GGUF, threads, context);
+- decode_ratio: tokens/s through Hearth's engine (the model in its worker process) ÷ bare llama-cpp-python
+  in a process of its own (same GGUF, threads, context): see `app/bench_engine.py`, with
+  restart_first_token_s, app_rss_mb and build_speed_ratio (this engine build ÷ the native one);
 - ttft_ratio: time to first token at turn 10 ÷ turn 1 of a conversation that reaches ~1,500 tokens;
 - gui_stall_ms: the longest event-loop stall while a 200-token reply streams into the real window;
 - image_gui_stall_ms: the longest event-loop stall from dropping a 12-megapixel photo on the window to its answer;
 - launch_s: process start → main window visible (the model may still be loading);
-- rss_growth_mb: resident memory after 200 turns minus after 20 turns;
+- rss_growth_mb: resident memory (the app's and its model worker's) after 200 turns minus after 20 turns;
 - remote_decode_ratio, download_ratio: the remote engine and model downloads against plain clients of the
   same loopback servers: see `app/bench_network.py`;
 - voice (voice_round_trip_s, barge_in_ms, stt_wer, stt_rtf, tts_rtf): see `app/voice/bench.py`;
@@ -15,13 +17,16 @@ Each figure is a ratio or a time measured now, on this machine, against its targ
 - bundle (bundle_size_mb, bundle_launch_s): the built one-folder app, when there is one: see `app/bench_bundle.py`.
 
 Conversations made by the benchmark live in a temporary folder; only the model comes from the
-user's data folder (fetched and verified there if needed).
+user's data folder (fetched and verified there if needed). A figure that cannot be measured is
+printed as failed, with its error, and the others still are; a line on stderr tells each one's start.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import math
 import os
 import statistics
 import subprocess
@@ -34,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from app.bench_bundle import bench_bundle
+from app.bench_engine import bench_app_rss, bench_builds, bench_restart
+from app.bench_engine import bench_decode as bench_worker_decode
 from app.bench_images import bench_images
 from app.bench_network import bench_download, bench_remote_decode
 from app.catalog.catalog import load_catalog
@@ -42,6 +49,8 @@ from app.core.conversation import ChatMessage
 from app.core.store import Store
 from app.core.turn import ChatSession, TextDelta, add_user_message
 from app.engines.llama_cpp_engine import LlamaCppEngine
+from app.engines.worker import ModelSpec, WorkerEngine
+from app.errors import HearthError
 from app.paths import default_paths
 from app.settings import GenerationSettings, Settings, physical_cores
 from app.voice.bench import bench_voice
@@ -63,9 +72,16 @@ class Figure:
     better: str  # "higher" or "lower"
     unit: str
     detail: dict[str, float]
+    error: str = ""  # why the figure could not be measured
+
+    @classmethod
+    def failed(cls, name: str, error: str) -> Figure:
+        return cls(name, float("nan"), float("nan"), "higher", "", {}, error)
 
     @property
     def ok(self) -> bool:
+        if self.error:
+            return False
         return self.value >= self.target if self.better == "higher" else self.value <= self.target
 
 
@@ -75,7 +91,13 @@ def model_path() -> Path:
 
 
 def make_engine(path: Path) -> LlamaCppEngine:
+    """The engine in this process (the figures that compare Hearth's own loop with llama-cpp-python's)."""
     return LlamaCppEngine(path, model_id="bench", n_ctx=N_CTX, n_threads=physical_cores())
+
+
+def make_worker(path: Path) -> WorkerEngine:
+    """The engine as the app runs it: the model in a worker process."""
+    return WorkerEngine(ModelSpec(path, "bench", n_ctx=N_CTX, n_threads=physical_cores()))
 
 
 # -- decode speed ---------------------------------------------------------------------------
@@ -106,7 +128,7 @@ def _hearth_decode_tps(engine: LlamaCppEngine, messages: list[ChatMessage], max_
     return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 2 else 0.0
 
 
-def bench_decode(path: Path, rounds: int = 9, max_tokens: int = 192) -> Figure:
+def bench_decode(path: Path, rounds: int = 9, max_tokens: int = 192) -> Figure:  # hearth_loop_ratio
     """Hearth's stream vs llama-cpp-python's own loops on the very same `Llama` object.
 
     Same weights, threads, context and memory; rounds interleave (each side going first in
@@ -133,7 +155,7 @@ def bench_decode(path: Path, rounds: int = 9, max_tokens: int = 192) -> Figure:
     # against the faster bare path of that round, which makes it the stricter ratio.
     ratios = [h / max(c, g) for h, c, g in zip(hearth, completion, generate, strict=True)]
     return Figure(
-        "decode_ratio",
+        "hearth_loop_ratio",
         statistics.median(ratios),
         0.97,
         "higher",
@@ -158,7 +180,7 @@ def _first_token_s(session: ChatSession, conversation_id: int) -> float:
 
 
 def bench_ttft(path: Path, folder: Path, turns: int = 10) -> Figure:
-    engine = make_engine(path)
+    engine = make_worker(path)
     store = Store.open(folder / "ttft.db")
     settings = Settings(generation=GenerationSettings(temperature=0.0, max_tokens=40, seed=3))
     session = ChatSession(store, engine, settings)
@@ -183,14 +205,16 @@ def bench_ttft(path: Path, folder: Path, turns: int = 10) -> Figure:
 # -- memory over many turns ---------------------------------------------------------------
 
 
-def _rss_mb() -> float:
+def _rss_mb(worker: WorkerEngine) -> float:
+    """This process's resident memory and the model worker's, together."""
     import psutil
 
-    return psutil.Process().memory_info().rss / 2**20
+    pids = [os.getpid()] + ([worker.pid] if worker.pid is not None else [])
+    return sum(psutil.Process(pid).memory_info().rss for pid in pids) / 2**20
 
 
 def bench_rss(path: Path, folder: Path, turns: int = 200, early: int = 20) -> Figure:
-    engine = make_engine(path)
+    engine = make_worker(path)
     store = Store.open(folder / "rss.db")
     session = ChatSession(
         store, engine, Settings(generation=GenerationSettings(temperature=0.7, max_tokens=12, seed=5))
@@ -201,8 +225,8 @@ def bench_rss(path: Path, folder: Path, turns: int = 200, early: int = 20) -> Fi
         for _ in session.reply(cid):
             pass
         if turn == early:
-            at_early = _rss_mb()
-    at_end = _rss_mb()
+            at_early = _rss_mb(engine)
+    at_end = _rss_mb(engine)
     engine.close()
     store.close()
     return Figure(
@@ -259,6 +283,10 @@ def bench_image_gui_stall(path: Path, folder: Path) -> Figure:
 
 ALL = (
     "decode_ratio",
+    "hearth_loop_ratio",
+    "restart_first_token_s",
+    "app_rss_mb",
+    "build_speed_ratio",
     "ttft_ratio",
     "gui_stall_ms",
     "image_gui_stall_ms",
@@ -276,7 +304,11 @@ def run_all(only: list[str] | None = None, log: Callable[[str], None] = lambda s
     path = model_path()
     wanted = [name for name in ALL if not only or name in only]
     steps: dict[str, Callable[[Path], Figure | list[Figure]]] = {
-        "decode_ratio": lambda folder: bench_decode(path),
+        "decode_ratio": lambda folder: bench_worker_decode(path, folder),
+        "hearth_loop_ratio": lambda folder: bench_decode(path),
+        "restart_first_token_s": lambda folder: bench_restart(path),
+        "app_rss_mb": lambda folder: bench_app_rss(path, folder),
+        "build_speed_ratio": lambda folder: bench_builds(path, folder),
         "ttft_ratio": lambda folder: bench_ttft(path, folder),
         "gui_stall_ms": lambda folder: bench_gui_stall(path, folder),
         "image_gui_stall_ms": lambda folder: bench_image_gui_stall(path, folder),
@@ -288,27 +320,45 @@ def run_all(only: list[str] | None = None, log: Callable[[str], None] = lambda s
         "images": lambda folder: bench_images(path, folder),
         "bundle": lambda folder: bench_bundle(folder),
     }
-    figures = []
+    figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="hearth-bench-") as tmp:
-        for name in wanted:
-            log(f"measuring {name}…")
-            result = steps[name](Path(tmp))
-            figures.extend(result if isinstance(result, list) else [result])
+        for n, name in enumerate(wanted, 1):
+            log(f"[{n}/{len(wanted)}] measuring {name}…")
+            started = time.perf_counter()
+            try:
+                result = steps[name](Path(tmp))
+            except Exception as exc:  # one figure that fails must not cost the others
+                logging.getLogger("hearth.bench").error("%s failed", name, exc_info=exc)
+                result = Figure.failed(name, f"{type(exc).__name__}: {exc}")
+            got = result if isinstance(result, list) else [result]
+            figures.extend(got)
+            summary = ", ".join(f"{f.name} {'failed: ' + f.error if f.error else f'{f.value:.3g}'}" for f in got)
+            log(f"[{n}/{len(wanted)}] {summary} ({time.perf_counter() - started:.0f} s)")
     return figures
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    log = (lambda s: print(s, file=sys.stderr)) if not args.json else (lambda s: None)
-    figures = run_all(args.only, log)
+    unknown = [name for name in args.only or [] if name not in ALL]
+    if unknown:
+        raise HearthError(f"Unknown figure: {', '.join(unknown)}.", f"Choose from: {', '.join(ALL)}.")
+    figures = run_all(args.only, lambda s: print(s, file=sys.stderr, flush=True))
     if args.json:
-        print(json.dumps({"figures": [asdict(f) | {"ok": f.ok} for f in figures], "machine": _machine()}, indent=2))
+        print(json.dumps({"figures": [_json(f) for f in figures], "machine": _machine()}, indent=2))
     else:
         for f in figures:
+            if f.error:
+                print(f"[FAIL] {f.name:14s} could not be measured: {f.error}")
+                continue
             mark = "ok " if f.ok else "MISS"
             target = f"{'≥' if f.better == 'higher' else '≤'} {f.target:g}"
             details = ", ".join(f"{k}={v:.3g}" for k, v in f.detail.items())
             print(f"[{mark}] {f.name:14s} {f.value:8.3f} {f.unit:3s} (target {target})  {details}")
     return 0
+
+
+def _json(figure: Figure) -> dict[str, object]:
+    data = asdict(figure) | {"ok": figure.ok}
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
 
 
 def _machine() -> dict[str, object]:

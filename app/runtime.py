@@ -58,7 +58,7 @@ class Profile:
     @property
     def load_crashes(self) -> LoadCrashes:
         """Models that stopped the engine while loading (see `app.engines.worker.LoadCrashes`)."""
-        return LoadCrashes(self.paths.root / "engine-crashes.json")
+        return LoadCrashes.in_folder(self.paths.root)
 
     def close(self) -> None:
         self.store.close()

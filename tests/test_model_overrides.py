@@ -88,8 +88,12 @@ def test_load_engine_uses_the_models_own_settings(profile: Profile) -> None:
     profile.settings = profile.settings.with_model_overrides(tiny.id, own)
     engine = load_engine(profile)
     try:
-        assert (engine.info.n_ctx, engine.info.chat_format, engine.info.gpu_layers) == (256, "plain", 0)
-        assert engine._llm.n_threads == 1  # type: ignore[attr-defined]  # not part of EngineInfo
+        assert (engine.info.n_ctx, engine.info.chat_format, engine.info.gpu_layers, engine.info.threads) == (
+            256,
+            "plain",
+            0,
+            1,
+        )
     finally:
         engine.close()
 

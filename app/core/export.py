@@ -34,7 +34,7 @@ VERSION = 1
 _ROLE_HEADINGS = {"user": "You", "assistant": "Assistant"}
 _STATUS_NOTES = {
     "stopped": "Stopped before the reply was finished.",
-    "interrupted": "Interrupted: Hearth closed before this reply was finished.",
+    "interrupted": "Interrupted before this reply was finished.",
     "error": "Generation failed part-way; this reply is incomplete.",
     "streaming": "Still being written when this was exported.",
 }

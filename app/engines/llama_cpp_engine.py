@@ -80,6 +80,7 @@ class LlamaCppEngine:
             n_ctx=self._llm.n_ctx(),
             gpu_layers=offloaded,
             chat_format=self._template.name,
+            threads=self._llm.n_threads,
             fallback_reason=placement.fallback_reason,
             fallback_hint=placement.fallback_hint,
         )

@@ -26,6 +26,7 @@ class EngineInfo:
     gpu_layers: int = 0
     vision: bool = False  # the model sees pictures (a projector is loaded), not only the text read from them
     chat_format: str = ""  # "gguf" when the GGUF's own template is used, else the fallback's name
+    threads: int = 0  # CPU threads the model decodes with (0: not known, as for a remote server)
     # Set when GPU layers were asked for but the model runs on the CPU: the cause, in a few words
     # ("this llama.cpp build has no GPU backend"), and what the user can change.
     fallback_reason: str = ""

@@ -303,6 +303,11 @@ class WorkerEngine:
                 self._child = None
                 raise restart.error or ModelError("The model could not be started again.")
             self._child, self._info = restart.child, restart.info
+        if self._child is not None and self._child.proc.poll() is not None:
+            # It died while idle (killed for memory between turns, say): nothing was lost, start anew.
+            log.warning("the model's process had stopped (status %s); starting it again", self._child.proc.returncode)
+            self._child = None
+            self.restarts += 1
         if self._child is None:
             if self._crashes is not None and self._crashes.blocked(self._spec.model_id):
                 raise self._crashes.refusal(self._spec.model_id, self._name)
@@ -443,9 +448,22 @@ class LoadCrashes:
     of the app, for instance) until the user asks for it: no crash loop."""
 
     LIMIT = 2
+    FILE = "engine-crashes.json"  # in the data folder
 
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    @classmethod
+    def in_folder(cls, root: Path) -> LoadCrashes:
+        return cls(root / cls.FILE)
+
+    def blocked_reasons(self) -> dict[str, str]:
+        """Model id → why it is not loaded automatically, for each model that is not."""
+        return {
+            model_id: str(entry.get("message", ""))
+            for model_id, entry in self._read().items()
+            if isinstance(entry, dict) and int(entry.get("count", 0)) >= self.LIMIT
+        }
 
     def _read(self) -> dict[str, Any]:
         import json

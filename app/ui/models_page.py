@@ -46,6 +46,7 @@ from app.catalog.overview import (
     percent,
     total_memory,
 )
+from app.engines.worker import LoadCrashes
 from app.settings import Settings
 from app.ui.chat_controller import describe
 from app.ui.model_jobs import IMPORT_JOB, Job, ModelJobs
@@ -83,6 +84,7 @@ class ModelsPage(QDialog):
         self.memory = total_memory() if memory is None else memory
         self.jobs = ModelJobs(runner, library, self)
         self.rows: dict[str, ModelRow] = {}
+        self.crashes: dict[str, str] = {}  # model id → why it is not loaded automatically any more
         self.items: dict[str, QTreeWidgetItem] = {}
         self._select_after_refresh: str | None = None
         self._changed: set[str] = set()  # jobs whose progress is not on screen yet
@@ -218,7 +220,7 @@ class ModelsPage(QDialog):
         """Read the library again (off the GUI thread) and show it."""
         settings = self._settings()
         self._show_intro(settings)
-        job = self.runner.submit("io", model_rows, self.library, settings, self.memory)
+        job = self.runner.submit("io", _rows_and_crashes, self.library, settings, self.memory)
         job.then(self._show_rows).fail(lambda error: self._show_notice(*describe(error)))
 
     def _show_intro(self, settings: Settings) -> None:
@@ -228,7 +230,8 @@ class ModelsPage(QDialog):
             f"they are used. This computer has {memory} of memory. {fit_rule(settings.n_ctx)}"
         )
 
-    def _show_rows(self, rows: list[ModelRow]) -> None:
+    def _show_rows(self, found: tuple[list[ModelRow], dict[str, str]]) -> None:
+        rows, self.crashes = found
         selected = self._select_after_refresh or self.selected_id()
         self._select_after_refresh = None
         self.rows = {row.entry.id: row for row in rows}
@@ -289,6 +292,8 @@ class ModelsPage(QDialog):
         row = self.rows.get(model_id)
         if row is None:
             return ""
+        if model_id in self.crashes:
+            return f"{row.state} · crashed while loading"
         return f"{row.state} · in use" if row.in_use and row.here else row.state
 
     def _state_tip(self, model_id: str) -> str:
@@ -367,6 +372,11 @@ class ModelsPage(QDialog):
 
     def _show_error(self, model_id: str) -> None:
         failure = self.jobs.errors.get(model_id)
+        if failure is None and model_id in self.crashes:
+            failure = (
+                f"This model stopped the engine twice in a row while loading: {self.crashes[model_id]}",
+                "Hearth no longer loads it by itself. Click Use this model to try once more.",
+            )
         self.error.setVisible(failure is not None)
         if failure is not None:
             self.error.setText(_message_html(*failure))
@@ -499,6 +509,11 @@ class ModelsPage(QDialog):
         if entry is None:
             return
         settings = self._settings()
+        if entry.kind == "chat" and entry.id in self.crashes:  # asked for again: it may load once more
+            root = self.library.paths.root
+            self.runner.submit("io", lambda: LoadCrashes.in_folder(root).forget(entry.id)).then(lambda _: self._use())
+            del self.crashes[entry.id]
+            return
         if entry.kind == "chat":
             new = settings.replace(model_id=entry.id, engine="local")
         elif entry.kind == "stt":
@@ -538,6 +553,10 @@ class ModelsPage(QDialog):
     def shutdown(self) -> None:
         """Pause every download (the window is closing); each resumes where it stopped."""
         self.jobs.shutdown()
+
+
+def _rows_and_crashes(library: ModelLibrary, settings: Settings, memory: int) -> tuple[list[ModelRow], dict[str, str]]:
+    return model_rows(library, settings, memory), LoadCrashes.in_folder(library.paths.root).blocked_reasons()
 
 
 def _job_state(job: Job) -> str:

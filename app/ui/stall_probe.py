@@ -56,8 +56,32 @@ class _TickRecorder:
         return {"stall_ms": ordered[-1], "median_tick_ms": ordered[len(ordered) // 2], "tokens": float(self.tokens)}
 
 
+class _Loop:
+    """An event loop of the measure's own, with its own deadline.
+
+    Only this measure's signals end it: a deadline or a quit left behind by an earlier measure in
+    the same process (the benchmark runs several) cannot end a later one early."""
+
+    def __init__(self, timeout_ms: int) -> None:
+        from PySide6.QtCore import QEventLoop, QTimer
+
+        self.loop = QEventLoop()
+        self.deadline = QTimer()
+        self.deadline.setSingleShot(True)
+        self.deadline.setInterval(timeout_ms)
+        self.deadline.timeout.connect(self.loop.quit)
+
+    def quit(self, *_: object) -> None:
+        self.loop.quit()
+
+    def run(self) -> None:
+        self.deadline.start()
+        self.loop.exec()
+        self.deadline.stop()
+
+
 def _controller(model_path: Path, folder: Path, max_tokens: int) -> Any:
-    from app.engines.llama_cpp_engine import LlamaCppEngine
+    from app.engines.worker import ModelSpec, WorkerEngine
     from app.paths import DataPaths
     from app.runtime import Profile
     from app.settings import GenerationSettings, Settings, physical_cores
@@ -71,8 +95,8 @@ def _controller(model_path: Path, folder: Path, max_tokens: int) -> Any:
         profile.settings = settings
         return profile
 
-    def load(profile: Profile, progress: Any) -> LlamaCppEngine:
-        return LlamaCppEngine(model_path, model_id="bench", n_ctx=2048, n_threads=physical_cores())
+    def load(profile: Profile, progress: Any) -> WorkerEngine:  # the model in its own process, as in the app
+        return WorkerEngine(ModelSpec(model_path, "bench", n_ctx=2048, n_threads=physical_cores()))
 
     return ChatController(Runner(), open_profile, load)
 
@@ -80,12 +104,12 @@ def _controller(model_path: Path, folder: Path, max_tokens: int) -> Any:
 def measure_stall(model_path: Path, folder: Path, max_tokens: int = 200) -> dict[str, float]:
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from app.ui.main_window import MainWindow
 
-    app = QApplication.instance() or QApplication([])
+    QApplication.instance() or QApplication([])
+    loop = _Loop(300_000)  # a safety net; a reply normally ends long before
     controller = _controller(model_path, folder, max_tokens)
     window = MainWindow(controller)
     window.show()
@@ -93,13 +117,12 @@ def measure_stall(model_path: Path, folder: Path, max_tokens: int = 200) -> dict
     controller.replyStarted.connect(probe.started)
     controller.replyDelta.connect(probe.delta)
     controller.replyFinished.connect(probe.finished)
-    controller.replyFinished.connect(lambda _: app.quit())
-    controller.notice.connect(lambda message, hint: app.quit())
+    controller.replyFinished.connect(loop.quit)
+    controller.notice.connect(loop.quit)
     controller.engineReady.connect(lambda _: controller.send(STORY))
     probe.timer.start()
     controller.start()
-    QTimer.singleShot(300_000, app.quit)  # a safety net; a reply normally ends long before
-    app.exec()
+    loop.run()
     probe.timer.stop()
     window.close()
     return probe.result()
@@ -113,14 +136,14 @@ def measure_voice_stall(model_path: Path, folder: Path, question: Any, timeout_s
     """
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from app.ui.main_window import MainWindow
     from app.ui.voice_controller import VoiceDevices
     from app.voice.audio import FileInput, RecordingOutput
 
-    app = QApplication.instance() or QApplication([])
+    QApplication.instance() or QApplication([])
+    loop = _Loop(int(timeout_s * 1000))
 
     def devices(settings: Any, on_error: Any) -> VoiceDevices:
         mic = FileInput(question, tail_s=30.0, name="question")
@@ -144,17 +167,16 @@ def measure_voice_stall(model_path: Path, folder: Path, question: Any, timeout_s
             probe.started(None)  # from the first moment the microphone is live
         elif state == "listening" and "speaking" in states:
             probe.finished(None)
-            app.quit()
+            loop.quit()
         elif state == "off" and len(states) > 2:
-            app.quit()
+            loop.quit()
 
     window.voice.stateChanged.connect(on_state)
-    window.voice.notice.connect(lambda message, hint: app.quit())
+    window.voice.notice.connect(loop.quit)
     controller.engineReady.connect(lambda _: window.voice.set_enabled(True))
     probe.timer.start()
     controller.start()
-    QTimer.singleShot(int(timeout_s * 1000), app.quit)
-    app.exec()
+    loop.run()
     probe.timer.stop()
     window.voice.set_enabled(False)
     window.close()
@@ -205,12 +227,13 @@ def measure_image_stall(model_path: Path, folder: Path, max_tokens: int = 40) ->
     """
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QElapsedTimer, QTimer
+    from PySide6.QtCore import QElapsedTimer
     from PySide6.QtWidgets import QApplication
 
     from app.ui.main_window import MainWindow
 
-    app = QApplication.instance() or QApplication([])
+    QApplication.instance() or QApplication([])
+    loop = _Loop(300_000)
     photo = _photo(folder / "pictures")
     controller = _controller(model_path, folder, max_tokens)
     window = MainWindow(controller)
@@ -236,7 +259,7 @@ def measure_image_stall(model_path: Path, folder: Path, max_tokens: int = 40) ->
     def finished(message: Any) -> None:
         marks["answered_s"] = clock.nsecsElapsed() / 1e9
         probe.finished(message)
-        app.quit()
+        loop.quit()
 
     controller.engineReady.connect(attach)
     window.composer.picturesChanged.connect(send_when_ready)
@@ -244,13 +267,38 @@ def measure_image_stall(model_path: Path, folder: Path, max_tokens: int = 40) ->
     controller.conversationOpened.connect(lambda cid, messages: stored.extend(messages))
     controller.replyDelta.connect(probe.delta)
     controller.replyFinished.connect(finished)
-    controller.notice.connect(lambda message, hint: app.quit())
+    controller.notice.connect(loop.quit)
     probe.timer.start()
     controller.start()
-    QTimer.singleShot(300_000, app.quit)
-    app.exec()
+    loop.run()
     probe.timer.stop()
     window.close()
     if not any(m.role == "user" and m.meta.get("images") for m in stored) or "answered_s" not in marks:
         raise RuntimeError("the picture was not sent and answered")
     return probe.result() | marks
+
+
+def report_rss(model: str) -> None:
+    """Open the window, load the model (in its worker), print "rss APP_MB WORKER_MB" (`hearth bench`)."""
+    import psutil
+    from PySide6.QtWidgets import QApplication
+
+    from app.ui.main_window import MainWindow
+
+    QApplication.instance() or QApplication([])
+    controller = _controller(Path(model), Path(os.environ["HEARTH_HOME"]), 16)
+    window = MainWindow(controller)
+    window.show()
+    loop = _Loop(120_000)
+    controller.engineReady.connect(loop.quit)
+    controller.notice.connect(loop.quit)
+    controller.start()
+    loop.run()
+    session = controller.session
+    if session is None:
+        raise SystemExit("the model did not load")
+    mb = 2**20
+    app_rss = psutil.Process().memory_info().rss / mb
+    worker_rss = psutil.Process(session.engine.pid).memory_info().rss / mb
+    print(f"rss {app_rss:.1f} {worker_rss:.1f}", flush=True)
+    window.close()

@@ -220,3 +220,48 @@ def test_load_engine_refuses_to_load_on_a_build_that_traps(
             load_engine(profile)
     finally:
         profile.close()
+
+
+def test_hearth_ask_reports_a_crash_mid_reply_and_keeps_the_conversation(
+    home_with_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.e2e.hearth_cli import ask, assert_fails_clearly, open_store
+
+    first = ask(home_with_model, "What is the capital of France?")
+    assert first.returncode == 0, first.stderr
+    monkeypatch.setenv(FAULT_ENV, "decode:SIGILL")
+    crashed = ask(home_with_model, "And the capital of Italy?", "--conversation", "1")
+    assert_fails_clearly(crashed, "illegal instruction", "Rebuild the engine")
+    with open_store(home_with_model) as store:
+        messages = store.messages(1)
+    assert [m.role for m in messages] == ["user", "assistant", "user", "assistant"]
+    assert messages[1].status == "complete" and "Paris" in messages[1].content
+    assert (messages[2].content, messages[3].status) == ("And the capital of Italy?", "interrupted")
+    assert messages[3].meta["engine_crash"] == "SIGILL"
+
+
+def test_the_model_process_ends_when_the_app_is_killed(home_with_model: Path) -> None:
+    import subprocess
+
+    import psutil
+
+    from tests.e2e.hearth_cli import HEARTH, REPO, hearth_env
+
+    app = subprocess.Popen(
+        [*HEARTH, "ask", "Write a long story about a lighthouse keeper.", "--max-tokens", "400"],
+        cwd=REPO,
+        env=hearth_env(home_with_model),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert app.stdout is not None and app.stdout.read(1), "the reply never started"
+        workers = psutil.Process(app.pid).children()
+        assert [w for w in workers if "app.engines.worker_main" in " ".join(w.cmdline())], "no model process"
+        app.kill()
+        app.wait(timeout=10)
+        for worker in workers:
+            assert _wait_gone(worker.pid), "the model's process outlived the app"
+    finally:
+        app.kill()
+        app.wait(timeout=10)

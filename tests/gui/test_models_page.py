@@ -505,3 +505,30 @@ def test_pause_takes_effect_at_once_while_the_server_sends_nothing(qtbot: QtBot,
         wait_state(qtbot, page, entry.id, lambda state: state.startswith("paused at"))
         assert page.library.partial_bytes(entry) == STALL_AT
         served.release.set()  # let the server's stalled response end
+
+
+def test_a_model_that_crashed_while_loading_says_why_and_use_tries_it_again(
+    qtbot: QtBot, pages: Pages, tmp_path: Path
+) -> None:
+    from app.engines.worker import LoadCrashes
+    from app.errors import EngineCrashed
+
+    page = pages()
+    with qtbot.waitSignal(page.jobs.imported, timeout=WAIT_MS) as done:
+        page.import_file(write_tiny_llama(tmp_path / "tiny.gguf"))
+    entry = done.args[0]
+    crashes = LoadCrashes.in_folder(pages.paths.root)
+    for _ in range(LoadCrashes.LIMIT):
+        crashes.record(entry.id, EngineCrashed("The engine crashed while loading tiny (segmentation fault)."))
+    page.refresh()
+    wait_state(qtbot, page, entry.id, lambda state: state == "imported · crashed while loading")
+    page.select(entry.id)
+    assert page.error.isVisible() and "segmentation fault" in page.error.text()
+    assert "Use this model" in page.error.text()
+
+    click(qtbot, page.use_button)
+    qtbot.waitUntil(lambda: bool(pages.chosen), timeout=WAIT_MS)
+    chosen, load = pages.chosen[-1]
+    assert (chosen.model_id, load) == (entry.id, True)
+    assert crashes.count(entry.id) == 0, "the record was kept: the model would be refused again"
+    wait_state(qtbot, page, entry.id, lambda state: state == "imported · in use")

@@ -14,7 +14,7 @@ from pytestqt.qtbot import QtBot
 
 from app.core.conversation import Message
 from app.runtime import Profile
-from app.ui.chat_controller import ChatController
+from app.ui.chat_controller import ChatController, EngineFactory
 from app.ui.main_window import MainWindow
 from app.ui.tasks import Runner
 from tests.fakes import FakeEngine
@@ -56,10 +56,13 @@ class WindowFactory:
         self.open: list[MainWindow] = []
         self.engines: list[FakeEngine] = []
 
-    def __call__(self, engine: FakeEngine | None = None) -> MainWindow:
-        engine = engine if engine is not None else FakeEngine()
-        self.engines.append(engine)
-        controller = ChatController(Runner(), Profile.open, lambda profile, progress: engine)
+    def __call__(self, engine: FakeEngine | None = None, factory: EngineFactory | None = None) -> MainWindow:
+        """A window around `engine` (a FakeEngine by default), or around what `factory` loads."""
+        if factory is None:
+            fake = engine if engine is not None else FakeEngine()
+            self.engines.append(fake)
+            factory = lambda profile, progress: fake  # noqa: E731
+        controller = ChatController(Runner(), Profile.open, factory)
         window = MainWindow(controller)
         self.open.append(window)
         window.show()

@@ -5,6 +5,7 @@ sound devices, the default model loads (from the bundle on a first launch), the 
 through the message box as a person's would, and the reply is stored and shown. Success prints
 
     {"ok": true, "window_s": …, "model_s": …, "reply_s": …, "reply": "…", "model": "…", "backend": "…",
+     "engine_process": [the command line of the model's own process],
      "audio": {"inputs": N, "outputs": N}}
 
 on stdout and exits 0. Any failure — a notice, a model that does not load, no reply in time —
@@ -19,6 +20,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer
@@ -82,6 +84,7 @@ class SmokeTest(QObject):
             return
         self.times["reply_s"] = since_start()
         model = {"model": self.info.model_id, "backend": self.info.backend} if self.info else {}
+        model["engine_process"] = _engine_process(self.window)
         times = {k: round(v, 3) for k, v in self.times.items()}
         self._finish(0, {"ok": True, **times, "reply": reply, **model, "audio": self.audio})
 
@@ -119,3 +122,17 @@ def _watchdog(seconds: float) -> None:
     timer = threading.Timer(seconds, expire)
     timer.daemon = True
     timer.start()
+
+
+def _engine_process(window: Any) -> list[str]:
+    """The command line of the process the model runs in ([] when it runs in this one)."""
+    import psutil
+
+    session = window.controller.session
+    pid = getattr(session.engine, "pid", None) if session is not None else None
+    if pid is None:
+        return []
+    try:
+        return [Path(part).name if n == 0 else part for n, part in enumerate(psutil.Process(pid).cmdline())]
+    except psutil.Error:
+        return []

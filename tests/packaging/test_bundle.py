@@ -94,6 +94,7 @@ def test_the_built_app_opens_and_answers_with_its_embedded_model(
     assert 0 < report["window_s"] <= report["model_s"] <= report["reply_s"], report
     assert report["reply"].strip(), report
     assert report["model"] == "smollm2-135m-instruct"
+    assert report["engine_process"] == [program.name, "--engine-worker"], "the model did not run in its own process"
     assert report["audio"]["inputs"] >= 1 and report["audio"]["outputs"] >= 1, "QtMultimedia sees the sound server"
     assert not list((home / "models").rglob("*.gguf")), "the embedded model is used in place, not copied"
 

@@ -20,6 +20,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,10 @@ class BareProcess:
         root = str(Path(__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
         command = [sys.executable, "-m", "app.bench_engine", "bare", str(path), str(physical_cores()), str(prompt_file)]
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+        self.errors = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors, env=env, text=True
+        )
         self.ready_line = self._line()
 
     def _line(self) -> str:
@@ -59,7 +63,9 @@ class BareProcess:
         if not line:
             code = self.proc.wait()
             name = signal.Signals(-code).name if code < 0 else f"status {code}"
-            raise RuntimeError(f"the bare llama-cpp-python process died ({name})")
+            self.errors.seek(0)
+            said = self.errors.read().decode("utf-8", "replace").strip().splitlines()
+            raise RuntimeError(f"the bare llama-cpp-python process died ({name}){': ' + said[-1] if said else ''}")
         return line.strip()
 
     def decode_tps(self) -> float:
@@ -75,6 +81,7 @@ class BareProcess:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.errors.close()
 
 
 def _prompt_file(engine: Any, folder: Path) -> Path:

@@ -76,7 +76,7 @@ def _child_env() -> dict[str, str]:
 
 # -- why a child stopped ------------------------------------------------------------------------
 
-_RESTART_NOTE = "Hearth has started the model again: send your message once more."
+_RESTART_NOTE = "Hearth has started the model again: Regenerate (Ctrl+R) asks for the whole reply."
 
 
 def describe_exit(returncode: int | None, phase: str, model: str) -> EngineCrashed:

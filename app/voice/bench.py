@@ -1,7 +1,9 @@
 """Voice figures for `hearth bench`, measured from audio rather than from internal events.
 
 - voice_round_trip_s: median, over spoken questions, from the last sample of speech in the input
-  to the first audible sample of the reply (echo of the reply mixed back into the microphone);
+  to the first audible sample of the reply (echo of the reply mixed back into the microphone), with
+  the model in its worker process as in the app; `in_process_median_s` is the same with the model in
+  the benchmark's own process;
 - barge_in_ms: median, from the onset of speech over a reply to the speaker falling silent;
 - stt_rtf / tts_rtf: seconds of audio handled per second of compute (higher is faster);
 - stt_wer: word error rate of speech recognition on Piper-spoken sentences;
@@ -20,14 +22,19 @@ import numpy as np
 from app.voice.audio import RATE
 
 
-def _session(folder: Path, model_path: Path, settings: Any) -> Any:
+def _session(folder: Path, model_path: Path, settings: Any, in_process: bool = False) -> Any:
+    """A session over the model as the app runs it (in its worker process), or in this process."""
     from app.core.store import Store
     from app.core.turn import ChatSession
     from app.engines.llama_cpp_engine import LlamaCppEngine
+    from app.engines.worker import ModelSpec, WorkerEngine
     from app.settings import physical_cores
 
-    engine = LlamaCppEngine(model_path, model_id="bench", n_ctx=2048, n_threads=physical_cores())
-    store = Store.open(folder / "voice-bench.sqlite3")
+    if in_process:
+        engine: Any = LlamaCppEngine(model_path, model_id="bench", n_ctx=2048, n_threads=physical_cores())
+    else:
+        engine = WorkerEngine(ModelSpec(model_path, "bench", n_ctx=2048, n_threads=physical_cores()))
+    store = Store.open(folder / ("voice-bench-in-process.sqlite3" if in_process else "voice-bench.sqlite3"))
     return ChatSession(store, engine, settings)
 
 
@@ -54,14 +61,21 @@ def bench_voice(model_path: Path, folder: Path, utterances: int = 10) -> list[An
     session = _session(folder, model_path, settings)
     questions = piper_utterances(models.voice, QUESTIONS[:utterances], rates=(1.0,))
     try:
-        figures = [
-            _round_trip(session, models, questions, settings),
-            _barge_in(session, models, questions, settings),
-        ]
+        trip = _round_trip(session, models, questions, settings)
+        figures = [trip, _barge_in(session, models, questions, settings)]
         figures += _speech_rates(models)
     finally:
         session.engine.close()
         session.store.close()
+    # The same spoken questions with the model in this process, as before it had a process of its own.
+    alone = _session(folder, model_path, settings, in_process=True)
+    try:
+        before = _round_trip(alone, models, questions, settings)
+        trip.detail["in_process_median_s"] = before.value
+        trip.detail["in_process_worst_s"] = before.detail["worst_s"]
+    finally:
+        alone.engine.close()
+        alone.store.close()
     stall = measure_voice_stall(model_path, folder, questions[0].samples)
     return [*figures, Figure("voice_gui_stall_ms", stall["stall_ms"], 50.0, "lower", "ms", stall)]
 

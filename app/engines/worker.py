@@ -76,6 +76,12 @@ def _child_env() -> dict[str, str]:
 
 # -- why a child stopped ------------------------------------------------------------------------
 
+_WINDOWS_FAULTS = {
+    0xC000001D: "SIGILL",  # STATUS_ILLEGAL_INSTRUCTION
+    0xC0000005: "SIGSEGV",  # STATUS_ACCESS_VIOLATION
+    0xC00000FD: "SIGSEGV",  # STATUS_STACK_OVERFLOW
+    0xC0000409: "SIGABRT",  # STATUS_STACK_BUFFER_OVERRUN, what abort() ends with
+}
 _RESTART_NOTE = "Hearth has started the model again: Regenerate (Ctrl+R) asks for the whole reply."
 
 
@@ -92,6 +98,8 @@ def describe_exit(returncode: int | None, phase: str, model: str) -> EngineCrash
     if returncode is not None and returncode < 0:
         with contextlib.suppress(ValueError):
             name = signal.Signals(-returncode).name
+    if returncode is not None and not name:  # Windows ends a faulting process with an exception code
+        name = _WINDOWS_FAULTS.get(returncode & 0xFFFFFFFF, "")
     build_hint = (
         "Rebuild the engine for this processor (the README's section on the engine build says how), "
         "or use a remote engine in Settings › Model."

@@ -43,6 +43,11 @@ log = logging.getLogger("hearth.engine.worker")
 def main() -> NoReturn:
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray native prints go to stderr, never into the answers
+    if sys.platform == "win32":  # no newline translation in the frames
+        import msvcrt
+
+        msvcrt.setmode(answers.fileno(), os.O_BINARY)
+        msvcrt.setmode(sys.stdin.fileno(), os.O_BINARY)
     sys.stdout = sys.stderr
     requests: queue.Queue[tuple[tuple[Any, ...], threading.Event]] = queue.Queue()
     threading.Thread(target=_read_requests, args=(sys.stdin.buffer, requests), daemon=True).start()

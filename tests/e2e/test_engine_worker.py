@@ -120,7 +120,7 @@ def test_a_fault_while_replying_keeps_the_words_written_and_marks_them_interrupt
     profile = Profile.open()
     engine = load_engine(profile)
     try:
-        session = ChatSession(profile.store, engine, Settings())
+        session = ChatSession(profile.store, engine, Settings(generation=GREEDY))
         user = add_user_message(profile.store, None, "What is the capital of France?")
         with pytest.raises(EngineCrashed) as crashed:
             list(session.reply(user.conversation_id))

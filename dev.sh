@@ -28,9 +28,10 @@ SYSTEM_PACKAGES=(
 # instruction. So on x86-64 it is built for a fixed set every x86-64 CPU since 2013-2015 runs (AVX2, FMA,
 # F16C, BMI2: x86-64-v3) and nothing more, or for plain SSE 4.2 where the CPU lacks AVX2; Apple silicon and
 # other arm64 machines keep llama.cpp's own default. ENGINE_CMAKE_ARGS overrides (Metal, CUDA, experiments).
-# The wheel is built once per flag set into build/engine/ and installed from there, never from pip's
-# cache (which ignores CMAKE_ARGS).
+# The wheel is built once per flag set into the user's cache folder (ENGINE_CACHE, shared by every
+# checkout) and installed from there, never from pip's own cache, which ignores CMAKE_ARGS.
 ENGINE_PACKAGE=llama-cpp-python==0.3.36
+ENGINE_CACHE=${ENGINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth-engine}
 
 engine_cmake_args() {
   if [ -n "${ENGINE_CMAKE_ARGS+set}" ]; then
@@ -47,7 +48,7 @@ engine_cmake_args() {
 # engine_wheel ARGS [CFLAGS]: the path of a llama-cpp-python wheel built with these flags, built once
 engine_wheel() {
   local args=$1 cflags=${2:-} dir
-  dir="build/engine/$(printf '%s|%s|%s' "$ENGINE_PACKAGE" "$args" "$cflags" | sha256sum | cut -c1-16)"
+  dir="$ENGINE_CACHE/$(printf '%s|%s|%s' "$ENGINE_PACKAGE" "$args" "$cflags" | sha256sum | cut -c1-16)"
   if ! ls "$dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
     say "compiling the engine (llama-cpp-python, ${args:-llama.cpp defaults}${cflags:+, $cflags}): ~8 min on 2 cores, once"
     mkdir -p "$dir"
@@ -79,7 +80,7 @@ bench_engines() {
     wheel=$(engine_wheel "-DGGML_NATIVE=ON" "$cflags") || continue
     lib="$(dirname "$wheel")/unpacked/llama_cpp/lib"
     [ -d "$lib" ] || "$VENV/bin/python" -m zipfile -e "$wheel" "$(dirname "$wheel")/unpacked" >/dev/null
-    list="$list${list:+,}$name=$PWD/$lib"
+    list="$list${list:+,}$name=$lib"
   done
   echo "$list"
 }

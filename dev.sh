@@ -22,6 +22,7 @@ SYSTEM_PACKAGES=(
   pulseaudio pulseaudio-utils espeak-ng
   curl  # the plain client that `hearth bench` compares Hearth's model downloads with
   binutils  # objdump and objcopy: PyInstaller needs them to build the bundle on Linux
+  bubblewrap  # the Python sandbox's walls: no network, no user files (app/tools/sandbox.py)
 )
 # The engine: llama-cpp-python compiles llama.cpp at install. Its default build (-march=native) compiles in
 # whatever the CPU's flags list, AMX included, and some virtual machines list AMX and trap on its first

@@ -4,6 +4,7 @@
     hearth --smoke-test             open it, answer one prompt, print one JSON line, quit
     hearth ask PROMPT [--image FILE]... [--conversation ID] [--model ID] [--json]
     hearth models list|fetch ID|verify [ID]|import PATH
+    hearth tools list | run NAME ARGUMENTS [--yes]
     hearth bench [--json]
     hearth transcribe AUDIO [--json] [--model ID] [--language xx]
     hearth voice-turn IN.wav [-o OUT.wav] [--conversation ID] [--json]
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # imported lazily at run time: `hearth` alone must open the w
 
 def build_parser() -> argparse.ArgumentParser:
     from app.catalog import cli as models_cli
+    from app.tools import cli as tools_cli
     from app.voice import cli as voice_cli
 
     parser = argparse.ArgumentParser(prog="hearth", description="Hearth: a local desktop assistant.")
@@ -74,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models_cli.add_parser(sub)
     voice_cli.add_parsers(sub)
+    tools_cli.add_parser(sub)
     return parser
 
 
@@ -100,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from app.catalog import cli as models_cli
 
             return models_cli.run(args)
+        if args.command == "tools":
+            from app.tools import cli as tools_cli
+
+            return tools_cli.run(args)
         if args.command in ("transcribe", "say", "voice-turn"):
             from app.voice import cli as voice_cli
 

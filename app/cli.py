@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "ask":
             return ask(args)
         if args.command == "bench":
-            from app.bench import run_bench
+            from app.bench.run import run_bench
 
             return run_bench(args)
         if args.command == "models":

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from app.bench_network import LlamaServerProcess, free_port
+from app.bench.network import LlamaServerProcess, free_port
 from tests.fixtures.tiny_gguf import write_tiny_llama
 
 CHATML = (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.bench_engine import bench_builds, bench_decode, bench_restart
+from app.bench.engine import bench_builds, bench_decode, bench_restart
 from tests.e2e.hearth_cli import HEARTH, REPO, hearth_env
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.bench_network import bench_download, bench_remote_decode
+from app.bench.network import bench_download, bench_remote_decode
 from tests.conftest import require
 
 

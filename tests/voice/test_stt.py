@@ -200,7 +200,7 @@ def test_damaged_weights(tmp_path: Path, whisper_dir: Path) -> None:
 
 
 def test_the_benchmark_compares_both_windows_on_the_same_speech(transcriber: Transcriber, voice: Voice) -> None:
-    from app.voice.bench import _recognition
+    from app.bench.voice import _recognition
     from app.voice.utterances import espeak_utterance, piper_utterances
 
     sentences = ["The meeting has been moved to Thursday afternoon.", "How far away is the moon from the earth?"]

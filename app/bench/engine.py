@@ -9,7 +9,7 @@
   default), each in its own process on the same model, when `./dev.sh bench` built one
   (`HEARTH_BENCH_ENGINES="name=LIBDIR,…"`, each LIBDIR a llama-cpp-python `lib` folder).
 
-`python -m app.bench_engine bare MODEL THREADS PROMPT_FILE` is the bare side: llama-cpp-python
+`python -m app.bench.engine bare MODEL THREADS PROMPT_FILE` is the bare side: llama-cpp-python
 alone, timing `Llama.generate` token to token each time it reads a line.
 """
 
@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.bench.common import Figure
 from app.core.conversation import ChatMessage
 from app.settings import GenerationSettings, physical_cores
 
@@ -48,9 +49,9 @@ class BareProcess:
         env = dict(os.environ)
         if lib is not None:
             env["LLAMA_CPP_LIB_PATH"] = str(lib)
-        root = str(Path(__file__).resolve().parents[1])
+        root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-        command = [sys.executable, "-m", "app.bench_engine", "bare", str(path), str(physical_cores()), str(prompt_file)]
+        command = [sys.executable, "-m", "app.bench.engine", "bare", str(path), str(physical_cores()), str(prompt_file)]
         self.errors = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors, env=env, text=True
@@ -102,7 +103,6 @@ def _worker_tps(engine: Any) -> float:
 
 def bench_decode(path: Path, folder: Path, rounds: int = 9) -> Any:
     """The worker's stream against llama-cpp-python alone in its own process, rounds interleaved."""
-    from app.bench import Figure
 
     engine = _worker(path)
     bare = BareProcess(path, _prompt_file(engine, folder))
@@ -123,7 +123,6 @@ def bench_decode(path: Path, folder: Path, rounds: int = 9) -> Any:
 
 def bench_restart(path: Path, runs: int = 3) -> Any:
     """Kill the worker mid-reply; how long until the next reply's first token (the restart loads the model)."""
-    from app.bench import Figure
     from app.errors import EngineCrashed
 
     settings = GenerationSettings(temperature=0.0, max_tokens=MAX_TOKENS, seed=1)
@@ -154,7 +153,6 @@ def bench_restart(path: Path, runs: int = 3) -> Any:
 
 def bench_app_rss(path: Path, folder: Path) -> Any:
     """The app's own memory, the window open and the model loaded in its worker (measured in a child)."""
-    from app.bench import Figure
 
     env = dict(os.environ, HEARTH_HOME=str(folder / "rss-home"))
     if not env.get("DISPLAY") and not env.get("WAYLAND_DISPLAY"):
@@ -183,7 +181,6 @@ def comparison_engines() -> dict[str, Path]:
 def bench_builds(path: Path, folder: Path, rounds: int = 8) -> list[Any]:
     """This build's decode speed against each other build's, side by side; a build that cannot run
     here (it traps) is reported as failed, with the signal."""
-    from app.bench import Figure
 
     others = comparison_engines()
     if not others:

@@ -27,13 +27,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from app.bench.common import Figure
 from app.core.conversation import ChatMessage
 from app.settings import GenerationSettings, physical_cores
-
-if TYPE_CHECKING:
-    from app.bench import Figure
 
 STORY = "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle."
 SERVER_ALIAS = "bench"
@@ -128,7 +126,6 @@ def bench_remote_decode(model: Path, folder: Path, rounds: int = 7, max_tokens: 
     The server gets all cores but one, the one the client reads on (a real server is another
     machine). Both ask for the same greedy reply, so the server does the same work for each.
     """
-    from app.bench import Figure
     from app.engines.remote import RemoteEngine
 
     server = LlamaServerProcess(
@@ -261,7 +258,6 @@ def _curl_s(url: str, folder: Path) -> float:
 
 
 def bench_download(folder: Path, rounds: int = 9, megabytes: int = DOWNLOAD_MB) -> Figure:
-    from app.bench import Figure
 
     if shutil.which("curl") is None:
         raise RuntimeError("download_ratio compares with curl, which is not installed (./dev.sh setup installs it)")

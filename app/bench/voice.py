@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from app.bench.common import Figure
 from app.voice.audio import RATE
 
 
@@ -51,7 +52,6 @@ def _models(settings: Any) -> Any:
 
 def bench_voice(model_path: Path, folder: Path, utterances: int = 10) -> list[Any]:
     """All voice figures in one run (the models load once)."""
-    from app.bench import Figure
     from app.settings import GenerationSettings, Settings
     from app.ui.stall_probe import measure_voice_stall
     from app.voice.utterances import QUESTIONS, piper_utterances
@@ -81,7 +81,6 @@ def bench_voice(model_path: Path, folder: Path, utterances: int = 10) -> list[An
 
 
 def _round_trip(session: Any, models: Any, questions: list[Any], settings: Any) -> Any:
-    from app.bench import Figure
     from app.voice.replay import run_recorded_turn
 
     trips: list[float] = []
@@ -98,7 +97,6 @@ def _round_trip(session: Any, models: Any, questions: list[Any], settings: Any) 
 
 
 def _barge_in(session: Any, models: Any, questions: list[Any], settings: Any) -> Any:
-    from app.bench import Figure
     from app.voice.replay import run_recorded_turn
     from app.voice.utterances import piper_utterances
 
@@ -126,7 +124,6 @@ def _speech_rates(models: Any) -> list[Any]:
     by side, so the details show what reading only the clip and 10 s of padding costs in words
     and saves in time (`full_window_*`), on the Piper sentences and on espeak-ng's harder speech.
     """
-    from app.bench import Figure
     from app.voice.utterances import WER_SENTENCES, espeak_available, espeak_utterance, piper_utterances
 
     piper = _recognition(models.stt, piper_utterances(models.voice, WER_SENTENCES, rates=(1.0, 1.2)))

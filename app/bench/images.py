@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.bench.common import Figure
 from app.core.conversation import ChatMessage
 from app.core.images import ImageStore
 from app.core.store import Store
@@ -31,7 +32,6 @@ ONE_TOKEN = GenerationSettings(temperature=0.0, top_p=1.0, max_tokens=1, seed=1)
 
 
 def bench_images(path: Path, folder: Path) -> list[Any]:
-    from app.bench import Figure
 
     ocr = _ocr_first_token(path, folder / "ocr")
     vlm = _vlm_figures(folder / "vlm")
@@ -62,7 +62,7 @@ def _text_picture(text: str) -> bytes:
 
 
 def _ocr_first_token(path: Path, folder: Path) -> dict[str, float]:
-    from app.bench import make_engine
+    from app.bench.common import make_engine
     from app.engines.ocr import RapidOcrReader
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -102,7 +102,7 @@ def _normalised(data: bytes) -> Any:
 def _vlm_figures(folder: Path) -> dict[str, float]:
     from app.engines.vision import VisionEngine
 
-    source_tree = Path(__file__).resolve().parents[1]
+    source_tree = Path(__file__).resolve().parents[2]
     if not (source_tree / "tests" / "fixtures" / "tiny_vlm.py").is_file():
         raise RuntimeError("The vision benchmark needs Hearth's source tree (tests/fixtures).")
     if str(source_tree) not in sys.path:

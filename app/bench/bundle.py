@@ -13,12 +13,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from app.bench import Figure
+from app.bench.common import Figure
 
-BUNDLE = Path(__file__).resolve().parents[1] / "build" / "bundle" / "hearth"
+BUNDLE = Path(__file__).resolve().parents[2] / "build" / "bundle" / "hearth"
 SIZE_TARGET_MB = 1000.0
 LAUNCH_TARGET_S = 1.5
 
@@ -28,7 +26,6 @@ def bundle_program(bundle: Path = BUNDLE) -> Path:
 
 
 def bench_bundle(folder: Path, bundle: Path = BUNDLE, runs: int = 5) -> list[Figure]:
-    from app.bench import Figure
 
     program = bundle_program(bundle)
     if not program.is_file():

@@ -3,7 +3,7 @@
 Each figure is a ratio or a time measured now, on this machine, against its target:
 
 - decode_ratio: tokens/s through Hearth's engine (the model in its worker process) ÷ bare llama-cpp-python
-  in a process of its own (same GGUF, threads, context): see `app/bench_engine.py`, with
+  in a process of its own (same GGUF, threads, context): see `engine.py`, with
   restart_first_token_s, app_rss_mb and build_speed_ratio (this engine build ÷ the native one);
 - ttft_ratio: time to first token at turn 10 ÷ turn 1 of a conversation that reaches ~1,500 tokens;
 - gui_stall_ms: the longest event-loop stall while a 200-token reply streams into the real window;
@@ -11,10 +11,10 @@ Each figure is a ratio or a time measured now, on this machine, against its targ
 - launch_s: process start → main window visible (the model may still be loading);
 - rss_growth_mb: resident memory (the app's and its model worker's) after 200 turns minus after 20 turns;
 - remote_decode_ratio, download_ratio: the remote engine and model downloads against plain clients of the
-  same loopback servers: see `app/bench_network.py`;
-- voice (voice_round_trip_s, barge_in_ms, stt_wer, stt_rtf, tts_rtf): see `app/voice/bench.py`;
-- images (image_ocr_first_token_s, image_vlm_first_token_s, image_followup_ratio): see `app/bench_images.py`;
-- bundle (bundle_size_mb, bundle_launch_s): the built one-folder app, when there is one: see `app/bench_bundle.py`.
+  same loopback servers: see `network.py`;
+- voice (voice_round_trip_s, barge_in_ms, stt_wer, stt_rtf, tts_rtf): see `voice.py`;
+- images (image_ocr_first_token_s, image_vlm_first_token_s, image_followup_ratio): see `images.py`;
+- bundle (bundle_size_mb, bundle_launch_s): the built one-folder app, when there is one: see `bundle.py`.
 
 Conversations made by the benchmark live in a temporary folder; only the model comes from the
 user's data folder (fetched and verified there if needed). A figure that cannot be measured is
@@ -34,70 +34,31 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from app.bench_bundle import bench_bundle
-from app.bench_engine import bench_app_rss, bench_builds, bench_restart
-from app.bench_engine import bench_decode as bench_worker_decode
-from app.bench_images import bench_images
-from app.bench_network import bench_download, bench_remote_decode
-from app.catalog.catalog import load_catalog
-from app.catalog.library import ModelLibrary
+from app.bench.bundle import bench_bundle
+from app.bench.common import Figure, make_engine, make_worker, model_path
+from app.bench.engine import bench_app_rss, bench_builds, bench_restart
+from app.bench.engine import bench_decode as bench_worker_decode
+from app.bench.images import bench_images
+from app.bench.network import bench_download, bench_remote_decode
+from app.bench.voice import bench_voice
 from app.core.conversation import ChatMessage
 from app.core.store import Store
 from app.core.turn import ChatSession, TextDelta, add_user_message
 from app.engines.llama_cpp_engine import LlamaCppEngine
-from app.engines.worker import ModelSpec, WorkerEngine
+from app.engines.worker import WorkerEngine
 from app.errors import HearthError
-from app.paths import default_paths
 from app.settings import GenerationSettings, Settings, physical_cores
-from app.voice.bench import bench_voice
 
-N_CTX = 2048
 STORY = "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle."
 FILLER = (
     "Here is some background about my garden: the soil is heavy clay, the beds face south, and last year the "
     "tomatoes split after heavy rain while the beans climbed well on the old fence. The shed casts shade on the "
     "east corner until noon, the compost is ready in spring, and the neighbours' cat digs in the carrot rows. "
 )
-
-
-@dataclass
-class Figure:
-    name: str
-    value: float
-    target: float
-    better: str  # "higher" or "lower"
-    unit: str
-    detail: dict[str, float]
-    error: str = ""  # why the figure could not be measured
-
-    @classmethod
-    def failed(cls, name: str, error: str) -> Figure:
-        return cls(name, float("nan"), float("nan"), "higher", "", {}, error)
-
-    @property
-    def ok(self) -> bool:
-        if self.error:
-            return False
-        return self.value >= self.target if self.better == "higher" else self.value <= self.target
-
-
-def model_path() -> Path:
-    library = ModelLibrary(default_paths().ensure(), load_catalog())
-    return library.ensure(library.get(Settings().model_id))
-
-
-def make_engine(path: Path) -> LlamaCppEngine:
-    """The engine in this process (the figures that compare Hearth's own loop with llama-cpp-python's)."""
-    return LlamaCppEngine(path, model_id="bench", n_ctx=N_CTX, n_threads=physical_cores())
-
-
-def make_worker(path: Path) -> WorkerEngine:
-    """The engine as the app runs it: the model in a worker process."""
-    return WorkerEngine(ModelSpec(path, "bench", n_ctx=N_CTX, n_threads=physical_cores()))
 
 
 # -- decode speed ---------------------------------------------------------------------------

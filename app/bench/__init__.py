@@ -1,0 +1,1 @@
+"""`hearth bench`: Hearth's speed, measured side by side in one run (`run.py` runs the figures)."""

@@ -53,8 +53,6 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "transcribe":
         return transcribe(args)
     if args.command == "voice-turn":
-        from app.voice.replay import voice_turn_command
-
         if args.output is not None:
             from app.voice.audiofile import check_output_path
 
@@ -170,3 +168,48 @@ def _entry(profile: Profile, model_id: str, kind: str, what: str) -> ModelEntry:
         choices = ", ".join(e.id for e in profile.library.entries() if e.kind == kind) or "none"
         raise ModelError(f"'{model_id}' is a {entry.kind} model, not a {what}.", f"Choose one of: {choices}.")
     return entry
+
+
+def voice_turn_command(audio: Path, output: Path | None, conversation_id: int | None, as_json: bool) -> int:
+    """`hearth voice-turn IN.wav -o OUT.wav [--json]`: one hands-free turn from a recording."""
+    from app.core.turn import ChatSession
+    from app.runtime import Profile, load_engine
+    from app.voice.audiofile import load_audio
+    from app.voice.replay import load_voice_models, run_recorded_turn, save_output
+
+    recording = load_audio(audio)
+    profile = Profile.open()
+    try:
+        if conversation_id is not None:
+            profile.store.get_conversation(conversation_id)  # a clear error before any model loads
+        engine = load_engine(profile)
+        try:
+            models = load_voice_models(profile, profile.settings.voice)
+            session = ChatSession(profile.store, engine, profile.settings)
+            report = run_recorded_turn(
+                session, models, recording, profile.settings.voice, conversation_id=conversation_id, fast_reply=True
+            )
+        finally:
+            engine.close()
+    finally:
+        profile.close()
+    if output is not None and len(report.output):
+        save_output(report, output)
+    if as_json:
+        print(json.dumps(report.to_json() | {"output": str(output) if output else None}, indent=2))
+    else:
+        print(f"you said: {report.heard or '(nothing heard)'}")
+        print(f"hearth:   {report.reply}")
+        if report.round_trip_s is not None:
+            print(
+                f"round trip {report.round_trip_s:.3f} s  "
+                + "  ".join(f"{k}={v:.3f}" for k, v in report.stages.items())
+            )
+    if not report.heard:
+        from app.errors import AudioError
+
+        raise AudioError(
+            "No speech was heard in the recording." + (f" ({'; '.join(report.problems)})" if report.problems else ""),
+            "Check that the file holds speech loud enough to hear, with a pause after it.",
+        )
+    return 0

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from app.engines.llm import ChatMessage as ChatMessage  # what an engine sees: defined with the engine contract
+
 Role = Literal["user", "assistant", "marker"]
 Status = Literal["complete", "streaming", "stopped", "interrupted", "error"]
 ROLES: tuple[str, ...] = ("user", "assistant", "marker")
@@ -46,17 +48,6 @@ class Conversation:
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     model_id: str | None = None
-
-
-@dataclass(frozen=True)
-class ChatMessage:
-    """What an engine sees: one turn of the prompt, already stripped of Hearth's bookkeeping."""
-
-    role: Literal["system", "user", "assistant"]
-    content: str
-    # The sha256 addresses of the pictures shown before the text (ImageStore): an engine that can
-    # see reads the pictures themselves; every engine reads what `content` says of them.
-    images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

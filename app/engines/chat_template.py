@@ -19,7 +19,7 @@ import jinja2
 import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from app.core.conversation import ChatMessage
+from app.engines.llm import ChatMessage
 from app.errors import ModelError
 
 CHATML = (

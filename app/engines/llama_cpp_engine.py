@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.catalog.gguf_check import GGUFInfo, inspect_gguf, is_known_architecture
-from app.core.conversation import ChatMessage
 from app.engines.chat_template import ChatTemplate, choose_template
 from app.engines.gpu import Placement, after_gpu_failure, on_cpu, shipped_gpu_backend
-from app.engines.llm import EngineInfo, GenerationStats
+from app.engines.llm import ChatMessage, EngineInfo, GenerationStats
 from app.errors import ModelError, PromptError
 from app.settings import GenerationSettings
 

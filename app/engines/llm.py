@@ -11,10 +11,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
-from app.core.conversation import ChatMessage
 from app.settings import GenerationSettings
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """What an engine sees: one turn of the prompt, already stripped of Hearth's bookkeeping."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+    # The sha256 addresses of the pictures shown before the text (ImageStore): an engine that can
+    # see reads the pictures themselves; every engine reads what `content` says of them.
+    images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from app.core.conversation import ChatMessage
-from app.engines.llm import EngineInfo, GenerationStats
+from app.engines.llm import ChatMessage, EngineInfo, GenerationStats
 from app.engines.remote_http import Endpoint, HttpCall, check_status, is_json, malformed, sse_events
 from app.errors import Cancelled, RemoteError
 from app.settings import GenerationSettings

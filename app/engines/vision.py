@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.catalog.gguf_check import inspect_gguf
-from app.core.conversation import ChatMessage
 from app.core.images import NormalisedImage
 from app.engines.llama_cpp_engine import LlamaCppEngine
-from app.engines.llm import GenerationStats
+from app.engines.llm import ChatMessage, GenerationStats
 from app.errors import ImageError, ModelError
 from app.settings import GenerationSettings
 

@@ -30,9 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.core.conversation import ChatMessage
 from app.engines.frames import read_frame, write_frame
-from app.engines.llm import EngineInfo, GenerationStats
+from app.engines.llm import ChatMessage, EngineInfo, GenerationStats
 from app.engines.worker_main import WORKER_FLAG
 from app.errors import EngineCrashed, HearthError, ModelError
 from app.settings import GenerationSettings

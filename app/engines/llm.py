@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from app.settings import GenerationSettings
 
@@ -41,6 +41,9 @@ class EngineInfo:
     # ("this llama.cpp build has no GPU backend"), and what the user can change.
     fallback_reason: str = ""
     fallback_hint: str = ""
+    # The engine can write JSON that follows a schema, token by token (`ChatEngine.complete_json`):
+    # how a small model is led through a tool call it would not write by itself.
+    structured: bool = False
 
 
 @dataclass
@@ -76,5 +79,13 @@ class ChatEngine(Protocol):
         settings: GenerationSettings,
         cancel: threading.Event | None = None,
     ) -> Iterator[str]: ...
+
+    def complete_json(
+        self, messages: Sequence[ChatMessage], schema: dict[str, Any], settings: GenerationSettings
+    ) -> Any:
+        """The reply to `messages` as the JSON value it writes, held to `schema` while it is written.
+
+        Raises ModelError where `info.structured` is False."""
+        ...
 
     def close(self) -> None: ...

@@ -129,6 +129,14 @@ class RemoteEngine:
     def close(self) -> None:
         """Nothing is held open between requests: each call has its own connection."""
 
+    def complete_json(
+        self, messages: Sequence[ChatMessage], schema: dict[str, Any], settings: GenerationSettings
+    ) -> Any:
+        """Servers differ in how (and whether) they hold a reply to a schema: not offered yet."""
+        raise RemoteError(
+            "The remote engine cannot write answers held to a schema yet.", "Use a local model for tools."
+        )
+
     # -- token counts -------------------------------------------------------------------
 
     def _count(self, messages: Sequence[ChatMessage]) -> int:

@@ -342,6 +342,13 @@ class WorkerEngine:
     def tokenize_prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
         return list(self._call("tokenize", list(messages)))
 
+    def complete_json(
+        self, messages: Sequence[ChatMessage], schema: dict[str, Any], settings: GenerationSettings
+    ) -> Any:
+        """As `LlamaCppEngine.complete_json`, in the child."""
+        value, self._stats = self._call("json", list(messages), schema, settings)
+        return value
+
     def prefill(self, messages: Sequence[ChatMessage]) -> int:
         """As `LlamaCppEngine.prefill`: skipped (0) while the engine is busy or restarting."""
         if self._restart is not None and not self._restart.done.is_set():

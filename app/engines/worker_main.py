@@ -7,7 +7,7 @@ A "cancel" frame is read while a reply streams and stops it between tokens. When
 (the app is gone, however it ended) the process exits at once.
 
 The requests: ("load", ModelSpec) → ("loaded", EngineInfo); ("count" | "tokenize" | "prefill",
-messages) → ("result", value); ("stream", messages, settings) → ("text", piece)… then ("done",
+messages) → ("result", value); ("json", messages, schema, settings) → ("result", (value, stats)); ("stream", messages, settings) → ("text", piece)… then ("done",
 stats, images_encoded); ("probe", path) → ("result", text); ("close",). A failure answers
 ("error", exception).
 
@@ -102,6 +102,9 @@ class _Server:
                 self._stream(frame[1], frame[2], cancel)
             elif kind in ("count", "tokenize", "prefill"):
                 self.send(("result", self._answer(kind, frame[1])))
+            elif kind == "json":
+                engine = self._loaded()
+                self.send(("result", (engine.complete_json(frame[1], frame[2], frame[3]), engine.last_stats)))
             else:
                 raise ModelError(f"The model's process got an unknown request {kind!r}.", "Report this problem.")
         except BaseException as exc:  # every failure becomes an answer: the app decides what to do

@@ -265,3 +265,16 @@ def test_the_model_process_ends_when_the_app_is_killed(home_with_model: Path) ->
     finally:
         app.kill()
         app.wait(timeout=10)
+
+
+def test_a_structured_answer_follows_its_schema_through_the_worker(engine: WorkerEngine) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"tool": {"enum": ["none", "calculator"]}, "confidence": {"type": "integer"}},
+        "required": ["tool", "confidence"],
+    }
+    asked = [*QUESTION, ChatMessage("user", "Which tool answers that, and how sure are you from 0 to 10? JSON.")]
+    value = engine.complete_json(asked, schema, GenerationSettings(max_tokens=40, temperature=0.0, seed=1))
+    assert value["tool"] in ("none", "calculator") and isinstance(value["confidence"], int)
+    assert engine.info.structured and engine.last_stats.completion_tokens > 0
+    assert "Paris" in "".join(engine.stream(QUESTION, GREEDY)), "the engine streams as before afterwards"

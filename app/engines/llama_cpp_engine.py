@@ -12,6 +12,7 @@ Three things matter for speed and are deliberate here:
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import json
 import logging
 import random
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from app.catalog.gguf_check import GGUFInfo, inspect_gguf, is_known_architecture
 from app.engines.chat_template import ChatTemplate, choose_template
 from app.engines.gpu import Placement, after_gpu_failure, on_cpu, shipped_gpu_backend
+from app.engines.grammar import GrammarGuide
 from app.engines.llm import ChatMessage, EngineInfo, GenerationStats
 from app.errors import ModelError, PromptError
 from app.settings import GenerationSettings
@@ -161,19 +163,25 @@ class LlamaCppEngine:
     def complete_json(
         self, messages: Sequence[ChatMessage], schema: dict[str, Any], settings: GenerationSettings
     ) -> Any:
-        """Write the reply under a grammar made from `schema` (llama.cpp's JSON-schema grammars), so
-        every token keeps it valid; the parsed value is returned."""
-        from llama_cpp import LlamaGrammar
+        """Write the reply greedily under a grammar made from `schema` (llama.cpp's JSON-schema
+        grammars, checked token by token by `GrammarGuide`); the parsed value is returned."""
+        from llama_cpp import LlamaGrammar, LogitsProcessorList
 
         grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        greedy = dataclasses.replace(settings, temperature=0.0)
         with self._lock:
-            started = time.perf_counter()
-            prompt = self.tokenize_prompt(messages)
-            self._check_fits(len(prompt))
-            stats = self._stats = GenerationStats(
-                prompt_tokens=len(prompt), prompt_evaluated=self._tokens_to_evaluate(prompt)
-            )
-            text = "".join(self._generate(prompt, stats, settings, threading.Event(), started, grammar))
+            guide = GrammarGuide(self._llm._model.vocab, grammar)
+            try:
+                started = time.perf_counter()
+                prompt = self.tokenize_prompt(messages)
+                self._check_fits(len(prompt))
+                stats = self._stats = GenerationStats(
+                    prompt_tokens=len(prompt), prompt_evaluated=self._tokens_to_evaluate(prompt)
+                )
+                pieces = self._generate(prompt, stats, greedy, threading.Event(), started, LogitsProcessorList([guide]))
+                text = "".join(pieces)
+            finally:
+                guide.close()
         try:
             return json.loads(text)
         except ValueError as exc:  # the grammar ended early: the token budget ran out mid-value
@@ -235,11 +243,11 @@ class LlamaCppEngine:
         settings: GenerationSettings,
         cancel: threading.Event,
         started: float,
-        grammar: Any = None,
+        logits_processor: Any = None,
     ) -> Iterator[str]:
         """Stream the reply to `prompt`; llama.cpp evaluates only what the KV cache does not hold yet.
 
-        `grammar` (a `LlamaGrammar`), when given, allows only the tokens it accepts."""
+        `logits_processor` (a `LogitsProcessorList`), when given, shapes each token's choice."""
         max_tokens = min(settings.max_tokens, self._info.n_ctx - len(prompt))
         self._llm.set_seed(settings.seed if settings.seed >= 0 else random.randrange(2**31))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -248,7 +256,7 @@ class LlamaCppEngine:
         stats.finish_reason = "length"
         tokens = self._llm.generate(
             prompt, temp=settings.temperature, top_p=settings.top_p, top_k=40, min_p=0.05, repeat_penalty=1.0,
-            grammar=grammar,
+            logits_processor=logits_processor,
         )  # fmt: skip
         try:
             for token in tokens:

@@ -151,3 +151,23 @@ def test_out_of_memory_on_load_is_explained(smollm2_path: Path) -> None:
     with pytest.raises(ModelError) as info:
         LlamaCppEngine(smollm2_path, model_id="big", n_ctx=200_000_000, n_threads=1)
     assert "memory" in str(info.value).lower() and "context" in info.value.hint.lower()
+
+
+def test_a_structured_answer_is_held_to_its_schema(engine: LlamaCppEngine) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+        "additionalProperties": False,
+    }
+    asked = [ChatMessage("user", "Describe a person called Ann, aged 31, as JSON.")]
+    value = engine.complete_json(asked, schema, GenerationSettings(max_tokens=60, temperature=0.9, seed=3))
+    assert set(value) == {"name", "age"} and isinstance(value["age"], int) and "Ann" in value["name"]
+    # A reply that cannot be finished inside the budget is an error that says so, not broken JSON.
+    story = [ChatMessage("user", "Write a very long story about Ann as JSON.")]
+    with pytest.raises(ModelError, match="cut off"):
+        engine.complete_json(
+            story, {"type": "object", "properties": {"story": {"type": "string"}}, "required": ["story"]},
+            GenerationSettings(max_tokens=8),
+        )  # fmt: skip
+    assert "Paris" in "".join(engine.stream([SYSTEM, ChatMessage("user", "What is the capital of France?")], GREEDY))

@@ -129,7 +129,8 @@ def _list(library: ModelLibrary, args: argparse.Namespace, progress: ProgressLin
         print(f"{marker}  {row['id']:<32} {row['kind']:<17} {size:>8}  {row['status']:<9} {row['licence']}")
     print(
         "\n* default model of its kind. Kinds: chat, stt = speech recognition, tts = voice for reading aloud."
-        "\nStatus: verified = checksum matched, present = not checked yet, missing = not here."
+        "\nStatus: verified = checksum matched, present = not checked yet, installed = in a package on this"
+        "\ncomputer (ready: copied and checked the first time it is used), missing = needs a download."
     )
     return 0
 
@@ -146,10 +147,19 @@ def _describe(library: ModelLibrary, entry: ModelEntry) -> dict[str, Any]:
         "capabilities": list(entry.capabilities),
         "default": entry.default,
         "source": entry.source.type,
-        "status": library.status(entry),
+        "status": _status(library, entry),
         "path": str(library.path_for(entry)),
         "files": list(entry.file_names),
     }
+
+
+def _status(library: ModelLibrary, entry: ModelEntry) -> str:
+    """The library's status, except that a model an installed package carries is "installed", not
+    "missing": it works without a download (the default models, on a fresh data folder)."""
+    from app.catalog.overview import in_installed_packages
+
+    status = library.status(entry)
+    return "installed" if status == "missing" and in_installed_packages(entry) else status
 
 
 def _location(library: ModelLibrary, entry: ModelEntry) -> Path:

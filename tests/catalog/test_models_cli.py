@@ -169,7 +169,7 @@ def test_list_groups_the_shipped_models_by_kind(capsys: pytest.CaptureFixture[st
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["ID", "KIND", "SIZE", "MB", "STATUS", "LICENCE"]
     tiny = next(line for line in lines if "whisper-tiny-en" in line)
-    assert tiny.startswith("*") and " stt " in tiny and "78.1" in tiny and "missing" in tiny
+    assert tiny.startswith("*") and " stt " in tiny and "78.1" in tiny and "installed" in tiny
     joe = next(line for line in lines if "piper-joe-medium" in line)
     assert joe.startswith("*") and " tts " in joe and "CC0-1.0 (voice), MIT (package)" in joe
     rows = listing(capsys)
@@ -183,7 +183,7 @@ def test_fetch_verify_and_remove_a_model_of_several_files(
     speech_model: str, capsys: pytest.CaptureFixture[str], hearth_home: Path
 ) -> None:
     folder = hearth_home / "models" / speech_model
-    assert listing(capsys)[speech_model]["status"] == "missing"
+    assert listing(capsys)[speech_model]["status"] == "installed"
     assert run(parse("fetch", speech_model)) == 0
     captured = capsys.readouterr()
     assert f"fetched and verified: {folder}" in captured.out
@@ -202,7 +202,7 @@ def test_fetch_verify_and_remove_a_model_of_several_files(
     assert "config.json" in err and "damaged" in err and f"hearth models fetch {speech_model}" in err
 
     (folder / "config.json").unlink()
-    assert listing(capsys)[speech_model]["status"] == "missing"
+    assert listing(capsys)[speech_model]["status"] == "installed"
     assert run(parse("verify")) == 1  # a model with some of its files here is still checked
     assert f"The model '{speech_model}' lacks config.json." in capsys.readouterr().err
     assert run(parse("fetch", speech_model)) == 0
@@ -212,4 +212,4 @@ def test_fetch_verify_and_remove_a_model_of_several_files(
     assert run(parse("remove", speech_model)) == 0
     assert f"removed {speech_model}" in capsys.readouterr().out
     assert not folder.exists()
-    assert listing(capsys)[speech_model]["status"] == "missing"
+    assert listing(capsys)[speech_model]["status"] == "installed"

@@ -6,7 +6,7 @@ layer or the layers below it.
     voice     app.voice
     core      app.core (conversations, the turn loop, the store)
     engines   app.engines, app.catalog, app.tools (models, model files, tools)
-    base      app, app.errors, app.settings, app.paths, app.secrets, app.logs
+    base      app, app.errors, app.settings, app.paths, app.secrets, app.logs, app.jsonfile
 
 Imports under `if TYPE_CHECKING:` are for type checkers only and are not counted. Qt stays in
 `app.ui` (see test_code_quality.py).
@@ -20,7 +20,7 @@ from pathlib import Path
 APP = Path(__file__).resolve().parent.parent / "app"
 
 LAYERS = {"base": 0, "engines": 1, "core": 2, "voice": 3, "runtime": 4, "clients": 5}
-BASE = {"app", "app.errors", "app.settings", "app.paths", "app.secrets", "app.logs"}
+BASE = {"app", "app.errors", "app.settings", "app.paths", "app.secrets", "app.logs", "app.jsonfile"}
 TOP = {"engines": "engines", "catalog": "engines", "tools": "engines", "core": "core", "voice": "voice"}
 
 # Imports that cross a layer the wrong way today, each with what removes it. The list may only shrink.

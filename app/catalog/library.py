@@ -27,13 +27,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from app.catalog.catalog import Catalog, ModelEntry, ModelSource, entry_to_dict, parse_entry
 from app.catalog.fetch import fetch_entry
 from app.catalog.gguf_check import inspect_gguf
 from app.catalog.transfer import Progress, copy_hashed, partial_path, sha256_file
 from app.errors import CatalogError, ModelError
+from app.jsonfile import write_json
 from app.paths import DataPaths
 
 Hasher = Callable[[Path, Progress | None, threading.Event | None], str]
@@ -104,7 +104,7 @@ class ModelLibrary:
 
     def _save_imported(self, entries: list[ModelEntry]) -> None:
         payload = {"version": 1, "models": [entry_to_dict(entry) for entry in entries]}
-        _write_json(self.imported_path, payload)
+        write_json(self.imported_path, payload)
 
     # ------------------------------------------------------------ files
 
@@ -383,7 +383,7 @@ class ModelLibrary:
     def _write_stamp(self, piece: _Piece, digest: str, stat: os.stat_result) -> None:
         stamp = {"path": str(piece.path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
         try:
-            _write_json(piece.stamp, stamp)
+            write_json(piece.stamp, stamp)
         except OSError:
             pass  # the stamp only saves time: without it the next check hashes again
 
@@ -420,11 +420,3 @@ def _safe_file_name(name: str) -> str:
     """A name that is a plain file name in the models folder (the catalog refuses anything else)."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).lstrip(".-") or "model.gguf"
     return cleaned
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    """Write through a temporary file so a crash never leaves half a JSON file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import logging
 import os
 import platform
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from app.engines.worker import ChildDied, ChildProcess, describe_exit, next_frame
 from app.errors import EngineCrashed, ModelError
+from app.jsonfile import read_json_object, write_json
 
 log = logging.getLogger("hearth.engine")
 
@@ -70,7 +70,7 @@ def check_engine_runs(cache: Path | None = None) -> None:
     """Raise `EngineCrashed` when this build of the engine cannot run on this CPU; cheap once known."""
     cache = cache or cache_home()
     key = build_key()
-    verdicts = _read(cache / VERDICTS)
+    verdicts = read_json_object(cache / VERDICTS)
     known = verdicts.get(key)
     if isinstance(known, dict):
         if known.get("ok"):
@@ -121,19 +121,8 @@ def probe(cache: Path) -> str:
     return str(frame[1])
 
 
-def _read(path: Path) -> dict[str, object]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _write(path: Path, data: dict[str, object]) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        write_json(path, data)
     except OSError as exc:
         log.warning("could not keep the engine check's verdict in %s: %s", path, exc)

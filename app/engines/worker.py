@@ -34,6 +34,7 @@ from app.engines.frames import read_frame, write_frame
 from app.engines.llm import ChatMessage, EngineInfo, GenerationStats
 from app.engines.worker_main import WORKER_FLAG
 from app.errors import EngineCrashed, HearthError, ModelError
+from app.jsonfile import read_json_object, write_json
 from app.settings import GenerationSettings
 
 log = logging.getLogger("hearth.engine")
@@ -480,21 +481,11 @@ class LoadCrashes:
         }
 
     def _read(self) -> dict[str, Any]:
-        import json
-
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_json_object(self.path)
 
     def _write(self, data: dict[str, Any]) -> None:
-        import json
-
-        tmp = self.path.with_suffix(".tmp")
         try:
-            tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_json(self.path, data)
         except OSError as exc:
             log.warning("could not record the engine's crashes in %s: %s", self.path, exc)
 

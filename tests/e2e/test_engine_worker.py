@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from app.core.conversation import ChatMessage
@@ -34,24 +34,15 @@ QUESTION = [SYSTEM, ChatMessage("user", "What is the capital of France?")]
 STORY = [SYSTEM, ChatMessage("user", "Write a long story about a lighthouse keeper.")]
 
 
-def _alive(pid: int) -> bool:
+def _gone(pid: int, timeout: float = 10.0) -> bool:
+    """Whether the process ends within `timeout` (psutil waits on the process itself, not a clock)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is gone for every purpose but its process-table entry
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except OSError:
+        psutil.Process(pid).wait(timeout)
+    except psutil.NoSuchProcess:
         return True
-
-
-def _wait_gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.02)
-    return False
+    except psutil.TimeoutExpired:
+        return False
+    return True
 
 
 @pytest.fixture
@@ -101,14 +92,14 @@ def test_a_killed_worker_costs_the_reply_and_the_next_turn_works(engine: WorkerE
     assert "started the model again" in crashed.value.hint
     assert "Paris" in "".join(engine.stream(QUESTION, GREEDY)), "the next turn did not work"
     assert engine.restarts == 1 and engine.pid not in (None, first_pid)
-    assert not _alive(first_pid)
+    assert _gone(first_pid)
 
 
 def test_closing_the_engine_ends_its_process(engine: WorkerEngine) -> None:
     pid = engine.pid
-    assert pid is not None and _alive(pid)
+    assert pid is not None and psutil.pid_exists(pid)
     engine.close()
-    assert _wait_gone(pid), "the model's process outlived close(): its memory was not given back"
+    assert _gone(pid), "the model's process outlived close(): its memory was not given back"
     with pytest.raises(ModelError):
         engine.count_tokens(QUESTION)
 
@@ -243,8 +234,6 @@ def test_hearth_ask_reports_a_crash_mid_reply_and_keeps_the_conversation(
 def test_the_model_process_ends_when_the_app_is_killed(home_with_model: Path) -> None:
     import subprocess
 
-    import psutil
-
     from tests.e2e.hearth_cli import HEARTH, REPO, hearth_env
 
     app = subprocess.Popen(
@@ -260,8 +249,8 @@ def test_the_model_process_ends_when_the_app_is_killed(home_with_model: Path) ->
         assert [w for w in workers if "app.engines.worker_main" in " ".join(w.cmdline())], "no model process"
         app.kill()
         app.wait(timeout=10)
-        for worker in workers:
-            assert _wait_gone(worker.pid), "the model's process outlived the app"
+        _, left = psutil.wait_procs(workers, timeout=10)
+        assert left == [], "the model's process outlived the app"
     finally:
         app.kill()
         app.wait(timeout=10)

@@ -234,14 +234,15 @@ def test_the_tool_meets_the_contract_and_reports_errors() -> None:
 
 def test_a_dead_spare_is_replaced() -> None:
     run("pass")
-    time.sleep(1)  # the spare is ready: its ready byte waits in the pipe
+    deadline = time.monotonic() + 10
+    while not WARM.pids() and time.monotonic() < deadline:  # the run's replacement is being started
+        threading.Event().wait(0.01)
     spares = [psutil.Process(pid) for pid in WARM.pids()]
+    assert spares, "no spare runner was started after the run"
     spares += [child for spare in spares for child in spare.children(recursive=True)]
     for spare in spares:
         spare.kill()
-    deadline = time.monotonic() + 5
-    while any(_running(spare) for spare in spares) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    psutil.wait_procs(spares, timeout=5)
     assert run("print('fresh')").stdout == "fresh\n"
 
 
@@ -279,13 +280,6 @@ def _sandbox_processes() -> set[tuple[int, float]]:
 def _sandbox_orphan(process: psutil.Process) -> bool:
     try:
         return bool(process.uids().real == NOBODY and process.ppid() == 1)
-    except psutil.Error:
-        return False
-
-
-def _running(process: psutil.Process) -> bool:
-    try:
-        return bool(process.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 
